@@ -1,0 +1,37 @@
+# The whole set-up on a fresh machine is `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEMO_DIR ?= demo-workspace
+
+export HF_HUB_OFFLINE ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: demo test lint bench install clean
+
+# Reinstall when the project's metadata changes; the venv itself is made once.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/geotag grid --country India --cell-km 100 -w $(DEMO_DIR)
+	$(BIN)/geotag sample --per-cell 10 -w $(DEMO_DIR)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check geotag tests benchmarks scripts
+	$(BIN)/ruff format --check geotag tests benchmarks scripts
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/bench_grid.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

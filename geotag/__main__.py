@@ -1,0 +1,3 @@
+from geotag.cli import main
+
+main()

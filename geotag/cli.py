@@ -1,0 +1,247 @@
+"""The ``geotag`` command: a thin Typer layer over :mod:`geotag.stages`.
+
+Each command parses its options, calls one library function and renders the result with
+rich. Errors the library raises on purpose (:class:`GeotagError`) become one line and exit
+code 1; anything else does too, unless ``GEOTAG_DEBUG=1`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from geotag import __version__
+from geotag.errors import GeotagError
+from geotag.geo.grid import DEFAULT_MIN_REGION_FRACTION, SHAPES
+from geotag.geo.sample import DEFAULT_SEED
+from geotag.workspace import Workspace
+
+app = typer.Typer(
+    name="geotag",
+    help="Predict where an outdoor photo was taken: grid a region, sample points, collect "
+    "street-level images, train, evaluate and audit a classifier.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ShapeChoice = enum.Enum("ShapeChoice", {name: name for name in SHAPES}, type=str)  # type: ignore[misc]
+
+WorkspaceOption = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="GEOTAG_WORKSPACE",
+        help="Workspace folder holding every stage's files.",
+        show_default="current folder",
+        file_okay=True,
+        dir_okay=True,
+    ),
+]
+
+
+class RichProgress:
+    """The library's Progress, shown as a rich spinner with the current task's name."""
+
+    def __init__(self, status: object) -> None:
+        self._status = status
+
+    def start(self, task: str, total: int | None) -> None:
+        self._status.update(f"{task}…")  # type: ignore[attr-defined]
+
+    def advance(self, steps: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def reporting_errors() -> Iterator[None]:
+    """Turn library errors into ``Error: <one line>`` and exit 1 (traceback only on debug)."""
+    debug = os.environ.get("GEOTAG_DEBUG", "") not in ("", "0")
+    try:
+        yield
+    except GeotagError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]Interrupted.[/yellow] Files already written are kept.")
+        raise typer.Exit(code=130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(
+            f"[red]Error:[/red] unexpected {type(exc).__name__}: {message} "
+            "(set GEOTAG_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"geotag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Photo geolocation toolkit."""
+
+
+def _warn(messages: tuple[str, ...]) -> None:
+    for message in messages:
+        err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+
+
+def _files_table(files: tuple[Path, ...]) -> str:
+    return ", ".join(str(f) for f in files)
+
+
+@app.command()
+def grid(
+    workspace: WorkspaceOption = Path("."),
+    cell_km: Annotated[
+        float,
+        typer.Option(
+            "--cell-km",
+            help="Cell size: every cell has the area of a K x K km square.",
+        ),
+    ] = 100.0,
+    country: Annotated[
+        str | None,
+        typer.Option(
+            "--country",
+            "-c",
+            help="Country name or ISO 3166 code (IN, IND, India). Default: India.",
+        ),
+    ] = None,
+    region: Annotated[
+        Path | None,
+        typer.Option(
+            "--region",
+            help="Boundary file (GeoJSON, GeoPackage, Shapefile, GeoParquet); features are "
+            "unioned.",
+        ),
+    ] = None,
+    bbox: Annotated[
+        str | None,
+        typer.Option("--bbox", help="Bounding box W,S,E,N in degrees, e.g. 68,6,98,36."),
+    ] = None,
+    shape: Annotated[
+        ShapeChoice,  # type: ignore[valid-type]
+        typer.Option("--shape", help="Cell shape; hex is the isometric grid, h3 uses Uber's H3."),
+    ] = ShapeChoice.hex,  # type: ignore[attr-defined]
+    min_region_fraction: Annotated[
+        float,
+        typer.Option(
+            "--min-region-fraction",
+            help="Drop cells with less than this share of their area inside the region.",
+        ),
+    ] = DEFAULT_MIN_REGION_FRACTION,
+) -> None:
+    """Overlay a grid of equal-area cells onto a country or region.
+
+    Writes grid.parquet (GeoParquet), grid.geojson, grid.png and region.parquet.
+
+    Example:
+
+        geotag grid --country India --cell-km 100 -w india
+    """
+    from geotag.stages.grid import run_grid
+
+    with reporting_errors(), console.status("gridding…") as status:
+        result = run_grid(
+            Workspace(workspace),
+            country=country,
+            region_file=region,
+            bbox=bbox,
+            cell_km=cell_km,
+            shape=shape.value,
+            min_region_fraction=min_region_fraction,
+            progress=RichProgress(status),
+        )
+    _warn(result.warnings)
+    made = result.grid
+    table = Table(title=f"grid of {made.region.name}", show_header=False, title_justify="left")
+    table.add_row("cells", f"{len(made.cells):,} {made.shape}")
+    if made.h3_resolution is not None:
+        table.add_row(
+            "H3 resolution",
+            f"{made.h3_resolution} (asked for {made.cell_km:g} km = {made.cell_km**2:,.0f} km²)",
+        )
+    table.add_row(
+        "cell area",
+        f"{made.cell_area_km2:,.1f} km² (= {made.cell_area_km2**0.5:,.2f} km square)",
+    )
+    table.add_row("region area", f"{made.region_area_km2:,.0f} km²")
+    table.add_row(
+        "dropped",
+        f"{made.dropped_cells:,} cells under {made.min_region_fraction:g} of area in region",
+    )
+    table.add_row("written", _files_table(result.files))
+    table.add_row("time", f"{result.seconds:.2f} s")
+    console.print(table)
+
+
+@app.command()
+def sample(
+    workspace: WorkspaceOption = Path("."),
+    per_cell: Annotated[
+        int | None,
+        typer.Option("--per-cell", help="Points in every cell (default 10)."),
+    ] = None,
+    total: Annotated[
+        int | None,
+        typer.Option("--total", help="Points in all, spread over cells by area in the region."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (recorded).")] = DEFAULT_SEED,
+) -> None:
+    """Draw points uniformly per unit area inside each cell of the workspace's grid.
+
+    Writes points.parquet (point_id, cell_id, lat, lon) and points.png.
+
+    Example:
+
+        geotag sample --per-cell 20 -w india
+    """
+    from geotag.stages.sample import run_sample
+
+    with reporting_errors(), console.status("sampling…") as status:
+        result = run_sample(
+            Workspace(workspace),
+            per_cell=per_cell,
+            total=total,
+            seed=seed,
+            progress=RichProgress(status),
+        )
+    table = Table(title="sample", show_header=False, title_justify="left")
+    table.add_row("points", f"{len(result.points):,} in {result.cells:,} cells (seed {seed})")
+    table.add_row("written", _files_table(result.files))
+    table.add_row("time", f"{result.seconds:.2f} s")
+    console.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,28 @@
+"""Errors that geotag reports to its users.
+
+    GeotagError                 base: the CLI prints "Error: <message>" and exits 1
+     +-- InputError             an option, a file or a value the user gave is unusable
+     +-- WorkspaceError         the workspace lacks what a stage needs, or is not a folder
+     +-- DataError              a file geotag reads is corrupt or not what it claims
+
+Messages are one line, say what is wrong and, where there is one, what to do about it.
+They never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class GeotagError(Exception):
+    """Base of every error geotag raises on purpose."""
+
+
+class InputError(GeotagError):
+    """A user-supplied option, value or file cannot be used."""
+
+
+class WorkspaceError(GeotagError):
+    """The workspace is missing an earlier stage's output, or is not a usable folder."""
+
+
+class DataError(GeotagError):
+    """A file that geotag reads is corrupt, empty or of the wrong kind."""

@@ -1,0 +1,1 @@
+"""Pure geometry: regions, grids of cells, point sampling, distances."""

@@ -1,0 +1,1 @@
+"""Plots and maps (matplotlib), shared by the stages that draw."""

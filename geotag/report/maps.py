@@ -1,0 +1,88 @@
+"""Maps a person can check at a glance: the region, its numbered cells, sampled points.
+
+Drawn in the grid's equal-area plane (axes in km from the region's centre), so cells look
+the size they are and nothing breaks at the antimeridian.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geotag.atomic import atomic_path
+
+#: Above this many cells the numbers would be unreadable, so only every cell's outline shows.
+MAX_LABELLED_CELLS = 600
+MAX_PLOTTED_POINTS = 200_000
+
+
+def plot_grid(
+    path: Path,
+    cells: np.ndarray,
+    cell_ids: np.ndarray,
+    region: BaseGeometry,
+    title: str,
+    points_xy: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a PNG of ``cells`` (projected polygons) over ``region``, with optional points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    km = 1000.0
+    fig, ax = plt.subplots(figsize=(10, 10), dpi=120)
+    try:
+        rings = [np.asarray(r.coords) / km for r in _exteriors(cells)]
+        ax.add_collection(
+            PolyCollection(
+                rings, facecolors="#dbe9f6", edgecolors="#3b6ea5", linewidths=0.4, alpha=0.9
+            )
+        )
+        outline = [np.asarray(line.coords) / km for line in _boundary_lines(region)]
+        ax.add_collection(LineCollection(outline, colors="#222222", linewidths=0.9))
+
+        if len(cells) <= MAX_LABELLED_CELLS:
+            anchor = shapely.point_on_surface(cells)
+            size = float(np.clip(220 / np.sqrt(max(len(cells), 1)), 3, 9))
+            for cell_id, x, y in zip(
+                cell_ids, shapely.get_x(anchor) / km, shapely.get_y(anchor) / km, strict=True
+            ):
+                ax.text(x, y, str(cell_id), fontsize=size, ha="center", va="center",
+                        color="#1b2a3a")
+        if points_xy is not None:
+            x, y = points_xy
+            if len(x) > MAX_PLOTTED_POINTS:
+                pick = np.random.default_rng(seed).choice(len(x), MAX_PLOTTED_POINTS, False)
+                x, y = x[pick], y[pick]
+            ax.scatter(x / km, y / km, s=2, c="#d1495b", linewidths=0, alpha=0.8)
+
+        x_min, y_min, x_max, y_max = shapely.total_bounds(np.append(cells, region)) / km
+        pad = 0.03 * max(x_max - x_min, y_max - y_min, 1e-9)
+        ax.set_xlim(x_min - pad, x_max + pad)
+        ax.set_ylim(y_min - pad, y_max + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel("km east of the region's centre (equal-area projection)")
+        ax.set_ylabel("km north of the region's centre")
+        ax.set_title(title)
+        ax.grid(alpha=0.2)
+        fig.tight_layout()
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def _exteriors(geometries: np.ndarray) -> list[BaseGeometry]:
+    parts = shapely.get_parts(np.asarray(geometries))
+    return list(shapely.get_exterior_ring(parts))
+
+
+def _boundary_lines(geometry: BaseGeometry) -> list[BaseGeometry]:
+    return list(shapely.get_parts(shapely.boundary(shapely.get_parts(geometry))))

@@ -1,0 +1,76 @@
+"""The ``sample`` stage: the workspace's grid -> points.parquet and points.png."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from geotag.atomic import atomic_path
+from geotag.geo.sample import DEFAULT_PER_CELL, DEFAULT_SEED, Quota, cell_pieces, sample_points
+from geotag.progress import NullProgress, Progress
+from geotag.report.maps import plot_grid
+from geotag.stages.grid import cells_in_plane, grid_title, load_grid
+from geotag.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    points: pd.DataFrame
+    cells: int
+    files: tuple[Path, ...]
+    seconds: float
+
+
+def run_sample(
+    workspace: Workspace,
+    *,
+    per_cell: int | None = None,
+    total: int | None = None,
+    seed: int = DEFAULT_SEED,
+    progress: Progress | None = None,
+) -> SampleResult:
+    """Draw points in every cell of the workspace's grid and write points.parquet/.png."""
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    if per_cell is None and total is None:
+        per_cell = DEFAULT_PER_CELL
+    quota = Quota(per_cell=per_cell, total=total)
+    progress.start("reading the grid", None)
+    grid = load_grid(workspace)
+    cells = cells_in_plane(grid)
+    pieces = cell_pieces(cells, grid.cells["region_fraction"].to_numpy(), grid.region_projected)
+    progress.start("sampling points", None)
+    points = sample_points(grid.cells["cell_id"].to_numpy(), pieces, grid.projection, quota, seed)
+
+    progress.start("writing files", None)
+    with atomic_path(workspace.points_parquet) as tmp:
+        points.to_parquet(tmp, index=False, compression="zstd")
+    x, y = grid.projection.forward(points["lon"].to_numpy(), points["lat"].to_numpy())
+    plot_grid(
+        workspace.points_png,
+        cells,
+        grid.cells["cell_id"].to_numpy(),
+        grid.region_projected,
+        title=f"{grid_title(grid)}, {len(points):,} points",
+        points_xy=(x, y),
+        seed=seed,
+    )
+    workspace.record(
+        "sample",
+        {
+            "per_cell": quota.per_cell if quota.total is None else None,
+            "total": quota.total,
+            "seed": seed,
+            "points": len(points),
+            "grid_id": workspace.stage_settings("grid").get("grid_id"),
+        },
+    )
+    return SampleResult(
+        points,
+        len(grid.cells),
+        (workspace.points_parquet, workspace.points_png),
+        time.perf_counter() - started,
+    )
