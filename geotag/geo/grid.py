@@ -139,14 +139,16 @@ def lattice_candidates(
     reach = max(lattice.row_height, lattice.col_width) * 2
     top = max_y + reach
     left = min_x - reach - lattice.odd_row_shift
+    max_x = region_projected.bounds[2]
+    stride = math.ceil((max_x - left + 2 * reach) / lattice.col_width) + 1
     blocks: list[np.ndarray] = []
     total = 0
     for part in shapely.get_parts(region_projected):
         px0, py0, px1, py1 = part.bounds
-        r0 = max(int(math.floor((top - py1 - reach) / lattice.row_height)), 0)
-        r1 = int(math.ceil((top - py0 + reach) / lattice.row_height))
-        c0 = max(int(math.floor((px0 - left - reach) / lattice.col_width)), 0)
-        c1 = int(math.ceil((px1 - left + reach) / lattice.col_width))
+        r0 = max(math.floor((top - py1 - reach) / lattice.row_height), 0)
+        r1 = math.ceil((top - py0 + reach) / lattice.row_height)
+        c0 = max(math.floor((px0 - left - reach) / lattice.col_width), 0)
+        c1 = math.ceil((px1 - left + reach) / lattice.col_width)
         total += (r1 - r0 + 1) * (c1 - c0 + 1)
         if total > limit:
             raise InputError(
@@ -154,9 +156,10 @@ def lattice_candidates(
                 "--cell-km or a smaller region"
             )
         rows, cols = np.meshgrid(np.arange(r0, r1 + 1), np.arange(c0, c1 + 1), indexing="ij")
-        blocks.append(np.column_stack([rows.ravel(), cols.ravel()]))
-    keys = np.unique(np.concatenate(blocks), axis=0)  # parts' boxes overlap; sorted row-major
-    row, col = keys[:, 0], keys[:, 1]
+        blocks.append((rows * stride + cols).ravel())
+    # Parts' boxes overlap; one integer key per position dedupes them, sorted row-major.
+    keys = np.unique(np.concatenate(blocks))
+    row, col = np.divmod(keys, stride)
     centre_x = left + col * lattice.col_width + (row % 2) * lattice.odd_row_shift
     centre_y = top - row * lattice.row_height
     centres = np.column_stack([centre_x, centre_y])
@@ -188,7 +191,8 @@ def h3_candidates(
             f"(limit {limit:,}); use a larger --cell-km"
         )
     shape = h3.geo_to_h3shape(shapely.geometry.mapping(region.geometry))
-    ids = sorted(h3.h3shape_to_cells_experimental(shape, resolution, contain="overlap"))
+    # A cell overlapping several parts of the shape can be listed more than once.
+    ids = sorted(set(h3.h3shape_to_cells_experimental(shape, resolution, contain="overlap")))
     rings = []
     for cell in ids:
         lat, lon = np.array(h3.cell_to_boundary(cell)).T
@@ -296,9 +300,7 @@ def _check_options(cell_km: float, shape: str, min_region_fraction: float) -> No
     if shape not in SHAPES:
         raise InputError(f"unknown --shape {shape!r}; choose one of {', '.join(SHAPES)}")
     if not (math.isfinite(min_region_fraction) and 0 <= min_region_fraction <= 1):
-        raise InputError(
-            f"--min-region-fraction must lie in [0, 1]; got {min_region_fraction}"
-        )
+        raise InputError(f"--min-region-fraction must lie in [0, 1]; got {min_region_fraction}")
 
 
 def _nice_ceiling(value: float) -> float:
@@ -369,8 +371,8 @@ def to_lonlat(polygons: np.ndarray, projection: EqualAreaProjection) -> np.ndarr
 def split_at_antimeridian(polygon: BaseGeometry) -> BaseGeometry:
     """A polygon whose longitudes jump across +-180 -> a MultiPolygon split at 180."""
     shifted = shapely.transform(
-        polygon, lambda xy: np.column_stack([np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]),
-                                             xy[:, 1]])
+        polygon,
+        lambda xy: np.column_stack([np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]), xy[:, 1]]),
     )
     east = shapely.clip_by_rect(shifted, -180, -90, 180, 90)
     west = shapely.clip_by_rect(shifted, 180, -90, 540, 90)

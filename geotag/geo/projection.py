@@ -32,9 +32,7 @@ class EqualAreaProjection:
 
     @classmethod
     def from_proj4(cls, text: str) -> EqualAreaProjection:
-        params = dict(
-            item.lstrip("+").split("=", 1) for item in text.split() if "=" in item
-        )
+        params = dict(item.lstrip("+").split("=", 1) for item in text.split() if "=" in item)
         return cls(float(params["lat_0"]), float(params["lon_0"]))
 
     @property

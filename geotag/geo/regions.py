@@ -19,7 +19,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geotag.errors import DataError, InputError
+from geotag.errors import InputError
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -98,9 +98,7 @@ def country_region(query: str) -> Region:
     if row is None:
         raise InputError(_unknown_country_message(query))
     record = table.loc[row]
-    code = next(
-        str(record[c]) for c in ("iso_a3", "iso_a2", "name") if isinstance(record[c], str)
-    )
+    code = next(str(record[c]) for c in ("iso_a3", "iso_a2", "name") if isinstance(record[c], str))
     return Region(name=str(record["name"]), geometry=record.geometry, source=f"country:{code}")
 
 
@@ -118,10 +116,12 @@ def _name_index(_rows: int) -> dict[str, int]:
 def _unknown_country_message(query: str) -> str:
     table = countries()
     names = _name_index(len(table))
-    close = difflib.get_close_matches(_normalise(query), list(names), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(_normalise(query), list(names), n=3, cutoff=0.75)
     shown = list(dict.fromkeys(str(table.loc[names[c], "name"]) for c in close))
-    hint = f"; did you mean {' or '.join(shown)}?" if shown else (
-        "; give a country name or an ISO 3166 code such as IN or IND"
+    hint = (
+        f"; did you mean {' or '.join(shown)}?"
+        if shown
+        else ("; give a country name or an ISO 3166 code such as IN or IND")
     )
     return f"unknown country {query!r}{hint}"
 
@@ -247,4 +247,3 @@ def polygon_center(geometry: BaseGeometry) -> tuple[float, float]:
     lon_c = math.degrees(math.atan2(mean[1], mean[0]))
     lat_c = math.degrees(math.atan2(mean[2], math.hypot(mean[0], mean[1])))
     return lat_c, lon_c
-

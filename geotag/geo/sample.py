@@ -82,8 +82,9 @@ def sample_in_polygons(
     )
     corners = shapely.get_coordinates(triangles).reshape(len(triangles), 4, 2)[:, :3]
     a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    area = 0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
-                        - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+    area = 0.5 * np.abs(
+        (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    )
     empty = np.setdiff1d(np.flatnonzero(counts), owner)
     if len(empty):
         raise InputError(f"cell piece {int(empty[0])} has no area to sample from")
@@ -136,4 +137,3 @@ def sample_points(
             "lon": lon,
         }
     )
-

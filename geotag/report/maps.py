@@ -53,8 +53,9 @@ def plot_grid(
             for cell_id, x, y in zip(
                 cell_ids, shapely.get_x(anchor) / km, shapely.get_y(anchor) / km, strict=True
             ):
-                ax.text(x, y, str(cell_id), fontsize=size, ha="center", va="center",
-                        color="#1b2a3a")
+                ax.text(
+                    x, y, str(cell_id), fontsize=size, ha="center", va="center", color="#1b2a3a"
+                )
         if points_xy is not None:
             x, y = points_xy
             if len(x) > MAX_PLOTTED_POINTS:
