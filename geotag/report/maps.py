@@ -61,7 +61,8 @@ def plot_grid(
             if len(x) > MAX_PLOTTED_POINTS:
                 pick = np.random.default_rng(seed).choice(len(x), MAX_PLOTTED_POINTS, False)
                 x, y = x[pick], y[pick]
-            ax.scatter(x / km, y / km, s=2, c="#d1495b", linewidths=0, alpha=0.8)
+            size = 8 if len(x) < 5_000 else 2
+            ax.scatter(x / km, y / km, s=size, c="#d1495b", linewidths=0, zorder=3)
 
         x_min, y_min, x_max, y_max = shapely.total_bounds(np.append(cells, region)) / km
         pad = 0.03 * max(x_max - x_min, y_max - y_min, 1e-9)
