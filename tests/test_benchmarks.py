@@ -1,0 +1,25 @@
+"""Smoke run of the benchmark scripts: they must keep working, not meet their targets here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_bench_grid_quick_prints_its_table() -> None:
+    pytest.importorskip("geohexgrid")
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_grid.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    assert "India hex 10 km" in out.stdout
+    assert "sample 1,000,000 pts" in out.stdout
