@@ -25,6 +25,7 @@ demo: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check geotag tests benchmarks scripts
 	$(BIN)/ruff format --check geotag tests benchmarks scripts
+	$(BIN)/mypy geotag
 
 test: lint
 	$(BIN)/python -m pytest
