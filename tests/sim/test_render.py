@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_score
+
+from geotag.sim import Panorama, World
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(seed=0)
+
+
+def pixels(jpeg: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(jpeg)) as image:
+        assert image.format == "JPEG"
+        return np.asarray(image.convert("RGB"), dtype=float)
+
+
+def panoramas(
+    world: World, lat: float, lon: float, n: int, spread: float, seed: int, source: str = "default"
+) -> list[Panorama]:
+    rng = np.random.default_rng(seed)
+    found: dict[str, Panorama] = {}
+    for _ in range(n * 6):
+        pano = world.nearest(
+            lat + rng.uniform(-spread, spread), lon + rng.uniform(-spread, spread), 10_000, source
+        )
+        if pano is not None:
+            found[pano.pano_id] = pano
+        if len(found) >= n:
+            break
+    return list(found.values())
+
+
+def test_render_is_a_jpeg_of_the_asked_size_and_deterministic(world: World) -> None:
+    pano = panoramas(world, 12.97, 77.59, 1, 0.1, 0)[0]
+    first = world.render(pano.pano_id, 45, -10, 100, 320, 180)
+    assert first == world.render(pano.pano_id, 45, -10, 100, 320, 180)
+    assert pixels(first).shape == (180, 320, 3)
+    assert world.render(pano.pano_id, 0) == world.render(pano.pano_id, 360)
+
+
+def test_the_view_turns_with_the_heading(world: World) -> None:
+    pano = panoramas(world, 22.5, 80.0, 1, 0.5, 1)[0]
+    views = [pixels(world.render(pano.pano_id, h)) for h in (0, 90, 180, 270)]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert np.abs(views[a] - views[b]).mean() > 5
+    # A small turn shifts the picture sideways: the view at 10 degrees matches the view at 0
+    # moved left by 10/90 of its width better than it matches the unshifted view.
+    base, turned = (pixels(world.render(pano.pano_id, h)) for h in (0, 10))
+    shift = round(256 * 10 / 90)
+    sky = slice(0, 100)
+    shifted_error = np.abs(base[sky, shift:] - turned[sky, :-shift]).mean()
+    unshifted_error = np.abs(base[sky, shift:] - turned[sky, shift:]).mean()
+    assert shifted_error < unshifted_error
+
+
+def test_photographer_strip_only_on_user_contributed(world: World) -> None:
+    panos = panoramas(world, 20.0, 78.0, 60, 3.0, 2)
+    user = [p for p in panos if p.user_contributed]
+    official = [p for p in panos if not p.user_contributed]
+    assert user and official
+    band = slice(256 - 20, 256)
+    for pano in user[:5]:
+        strip = pixels(world.render(pano.pano_id, 0))[band]
+        assert strip.mean() < 60, "a dark band"
+        assert (strip.max(axis=-1) > 200).sum() > 30, "with light text in it"
+    for pano in official[:10]:
+        strip = pixels(world.render(pano.pano_id, 0))[band]
+        assert not (strip.mean() < 60 and (strip.max(axis=-1) > 200).sum() > 30)
+    for pano in panoramas(world, 20.0, 78.0, 30, 3.0, 3, source="outdoor"):
+        strip = pixels(world.render(pano.pano_id, 0))[band]
+        assert strip.mean() > 60
+
+
+def test_location_is_learnable_from_pixels(world: World) -> None:
+    """A linear probe on tiny thumbnails tells six places apart far above chance."""
+    places = [(30.5, 76.0), (26.5, 73.0), (22.0, 86.0), (19.0, 75.0), (13.0, 78.0), (25.5, 92.0)]
+    features, labels, groups = [], [], []
+    for label, (lat, lon) in enumerate(places):
+        for pano in panoramas(world, lat, lon, 25, 0.6, label, source="outdoor"):
+            for heading in (0, 120, 240):
+                image = Image.open(io.BytesIO(world.render(pano.pano_id, heading, 0, 90, 64, 64)))
+                small = np.asarray(image.resize((8, 8), Image.BILINEAR), dtype=float) / 255
+                features.append(small.ravel())
+                labels.append(label)
+                groups.append(pano.pano_id)
+    probe = LogisticRegression(max_iter=2000, C=0.5)
+    scores = cross_val_score(
+        probe, np.array(features), np.array(labels), groups=groups, cv=GroupKFold(n_splits=4)
+    )
+    chance = 1 / len(places)
+    assert scores.mean() > 2.5 * chance
+    assert scores.mean() < 0.999, "not trivially separable"
