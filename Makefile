@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-workspace
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench calibrate install clean
 
 # Reinstall when the project's metadata changes; the venv itself is made once.
 $(INSTALLED): pyproject.toml
@@ -33,6 +33,11 @@ test: lint
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_grid.py
+	$(BIN)/python benchmarks/bench_sim.py
+
+# Minutes: is the simulated world learnable, but not trivially, and is its shortcut real?
+calibrate: $(INSTALLED)
+	$(BIN)/python benchmarks/calibrate_sim.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

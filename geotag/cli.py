@@ -247,7 +247,7 @@ def sample(
 
 sim_app = typer.Typer(
     help="The offline street-view world: serve it over the Street View Static API, render "
-    "a view, or preview it over a grid.",
+    "a view, or preview it over a grid.\n\nExample:\n\n    geotag sim serve --port 8080",
     no_args_is_help=True,
 )
 app.add_typer(sim_app, name="sim")

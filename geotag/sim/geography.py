@@ -76,7 +76,8 @@ class Geography:
         count = len(FIELD_NAMES) * WAVES_PER_FIELD
         directions = rng.normal(size=(count, 3))
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        frequency = np.exp(rng.uniform(*np.log(FREQUENCY_RANGE), size=count))
+        low, high = np.log(FREQUENCY_RANGE)
+        frequency = np.exp(rng.uniform(low, high, size=count))
         self._waves = (directions * frequency[:, None]).reshape(
             len(FIELD_NAMES), WAVES_PER_FIELD, 3
         )
@@ -101,7 +102,8 @@ class Geography:
     def place(self, lat: float, lon: float) -> Place:
         values = self.fields(np.array([lat]), np.array([lon]))[0]
         zone = int(self.zones(np.array([lat]), np.array([lon]))[0])
-        return Place(*(float(v) for v in values), style=self.style(zone))
+        greenness, soil, relief, haze, urban = (float(v) for v in values)
+        return Place(greenness, soil, relief, haze, urban, style=self.style(zone))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - a Geography lives as long as its World
     def style(self, zone: int) -> ZoneStyle:

@@ -137,15 +137,15 @@ def _sky_and_ground(
     texture = rng.normal(0, 9 + 10 * place.greenness, size=(8, 8, 1)).astype(np.float32)
     texture = (
         np.asarray(
-            Image.fromarray(np.uint8(np.clip(texture[..., 0] + 128, 0, 255))).resize(
-                (camera.width, camera.height), Image.BILINEAR
+            Image.fromarray(np.clip(texture[..., 0] + 128, 0, 255).astype(np.uint8)).resize(
+                (camera.width, camera.height), Image.Resampling.BILINEAR
             ),
             dtype=np.float32,
         )[..., None]
         - 128
     )
     picture = picture + np.where(rows[..., None] >= horizon, texture, 0)
-    return np.uint8(np.clip(picture, 0, 255))
+    return np.clip(picture, 0, 255).astype(np.uint8)
 
 
 def _mountains(
@@ -387,29 +387,31 @@ def _light_and_noise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     gain = rng.uniform(0.65, 1.25)
     cast = rng.uniform(0.87, 1.13, 3).astype(np.float32)
     noise = rng.normal(0, rng.uniform(2, 9), size=(*pixels.shape[:2], 1)).astype(np.float32)
-    return np.uint8(np.clip(pixels * (gain * cast) + noise, 0, 255))
+    return np.clip(pixels * (gain * cast) + noise, 0, 255).astype(np.uint8)
 
 
 def _photographer_strip(image: Image.Image, text: str) -> None:
     """The bottom band of a user-contributed photosphere: avatar and photographer's name.
 
-    Like the contributor badge of real photospheres, the avatar is a disc in the
-    photographer's own colour with their initial, and it is the same on every image they
-    took: a location cue that is easy for a network to read and says nothing about the
-    scene.
+    Like the contributor badge of real photospheres, the band carries the photographer's
+    own colour (a dark tint behind their name and a disc with their initial), the same on
+    every image they took: a location cue that is easy for a network to read and says
+    nothing about the scene.
     """
     width, height = image.size
     band = max(10, round(height * 0.1))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, height - band, width, height], fill=(18, 18, 22))
     digest = hashlib.blake2b(text.encode(), digest_size=3).digest()
-    avatar = (60 + digest[0] * 195 // 255, 60 + digest[1] * 195 // 255, 60 + digest[2] * 195 // 255)
+    colour = np.array([60 + b * 195 // 255 for b in digest], dtype=float)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, height - band, width, height], fill=_rgb(colour * 0.3 + 10))
     pad = max(1, band // 8)
     left = max(2, round(width * 0.02))
-    draw.ellipse([left, height - band + pad, left + band - 2 * pad, height - pad], fill=avatar)
+    draw.ellipse(
+        [left, height - band + pad, left + band - 2 * pad, height - pad], fill=_rgb(colour)
+    )
     font = _font(max(8, round(band * 0.7)))
-    initial = text.removeprefix("© ")[:1]
     middle = height - band / 2
+    initial = text.removeprefix("© ")[:1]
     draw.text(
         (left + band / 2 - pad, middle), initial, font=font, fill=(255, 255, 255), anchor="mm"
     )

@@ -7,8 +7,9 @@ Earth land mask), and sparse regions have few, so many queries find nothing near
 panorama often sits hundreds of metres to kilometres from where it was asked for.
 
 A share of panoramas (``user_fraction``) are user-contributed photospheres. Their images
-carry a strip with the photographer's name, and each photographer works in one 1-degree
-block: exactly the shortcut that fooled the model in the study geotag grew from.
+carry a strip with the photographer's name, and each photographer works in one block of
+``PHOTOGRAPHER_BLOCK_DEG`` degrees, where they take many photospheres: exactly the
+shortcut that fooled the model in the study geotag grew from.
 
 A ``pano_id`` encodes its tile and index plus a seeded checksum, so any id can be turned
 back into its panorama without a database, and ids of another seed are rejected.
@@ -33,6 +34,8 @@ TILE_DEG = 0.05
 SPACING_M = 180.0
 METRES_PER_DEG = 111_320.0
 DEFAULT_USER_FRACTION = 0.2
+#: A photographer's home area: a block this many degrees on a side (~220 km).
+PHOTOGRAPHER_BLOCK_DEG = 2.0
 SOURCES = ("default", "outdoor")
 
 # ASCII only: the strip is drawn with the font Pillow bundles, which lacks accents.
@@ -273,16 +276,16 @@ class World:
         xs, ys, bearings = [], [], []
         for _ in range(1 + rng.poisson(3.0 * urban)):
             x0, y0 = rng.uniform(0, tile_w), rng.uniform(0, tile_h)
-            bearing = rng.uniform(0, 180)
+            road_bearing = rng.uniform(0, 180)
             reach = math.hypot(tile_w, tile_h)
             steps = np.arange(-reach, reach, SPACING_M)
             steps = steps + rng.uniform(-0.3, 0.3, len(steps)) * SPACING_M
-            x = x0 + steps * math.sin(math.radians(bearing))
-            y = y0 + steps * math.cos(math.radians(bearing))
+            x = x0 + steps * math.sin(math.radians(road_bearing))
+            y = y0 + steps * math.cos(math.radians(road_bearing))
             inside = (x >= 0) & (x < tile_w) & (y >= 0) & (y < tile_h)
             xs.append(x[inside])
             ys.append(y[inside])
-            bearings.append(np.full(inside.sum(), bearing))
+            bearings.append(np.full(inside.sum(), road_bearing))
         lat = lat0 + np.concatenate(ys) / METRES_PER_DEG
         lon = lon0 + np.concatenate(xs) / (METRES_PER_DEG * cos_lat)
         bearing = np.concatenate(bearings)
@@ -290,7 +293,10 @@ class World:
         lat, lon, bearing = lat[on_land], lon[on_land], bearing[on_land]
         n = len(lat)
         user = rng.random(n) < self.user_fraction
-        names = self._photographers(math.floor(centre_lat), math.floor(centre_lon))
+        names = self._photographers(
+            math.floor(centre_lat / PHOTOGRAPHER_BLOCK_DEG),
+            math.floor(centre_lon / PHOTOGRAPHER_BLOCK_DEG),
+        )
         chosen = rng.integers(len(names), size=n)
         photographer = tuple(names[c] if u else None for c, u in zip(chosen, user, strict=True))
         years = np.where(user, rng.integers(2012, 2026, n), rng.integers(2008, 2025, n))
@@ -299,14 +305,14 @@ class World:
         return _Tile(lat, lon, bearing, user, photographer, date)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019
-    def _photographers(self, block_lat: int, block_lon: int) -> tuple[str, ...]:
-        """The one or two photographers who work in a 1 x 1 degree block."""
-        rng = np.random.default_rng([self.seed, 0xF07, block_lat + 90, block_lon + 180])
+    def _photographers(self, block_row: int, block_col: int) -> tuple[str, ...]:
+        """The one (sometimes two) photographers who work in a block."""
+        rng = np.random.default_rng([self.seed, 0xF07, block_row + 90, block_col + 180])
         return tuple(
             f"{FIRST_NAMES[rng.integers(len(FIRST_NAMES))]} "
             f"{chr(ord('A') + int(rng.integers(26)))}. "
             f"{LAST_NAMES[rng.integers(len(LAST_NAMES))]}"
-            for _ in range(1 + int(rng.integers(2)))
+            for _ in range(1 + int(rng.random() < 0.25))
         )
 
 

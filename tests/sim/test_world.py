@@ -106,7 +106,7 @@ def test_each_photographer_works_in_one_area(world: World) -> None:
     assert len(where) > 20
     for name, spots in where.items():
         lats, lons = np.array(spots).T
-        assert np.ptp(lats) < 1.2 and np.ptp(lons) < 1.2, name
+        assert np.ptp(lats) < 2.2 and np.ptp(lons) < 2.2, name
 
 
 def test_outdoor_excludes_photospheres(world: World) -> None:
