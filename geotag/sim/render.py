@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +132,8 @@ def _sky_and_ground(
     far_ground = ground + (HAZE_GREY - ground) * haze * 0.5
     t_ground = np.clip((rows - horizon) / max(camera.height - horizon, 1.0), 0, 1)
     earth = far_ground + (ground * 0.85 - far_ground) * t_ground
-    column = np.where(rows < horizon, sky, earth)
+    # float32 throughout: render threads otherwise pay for fresh float64 pages each call.
+    column = np.where(rows < horizon, sky, earth).astype(np.float32)
     picture = np.repeat(column[:, None, :], camera.width, axis=1)
     # Low-resolution mottling of the ground: fields, grass, dirt.
     texture = rng.normal(0, 9 + 10 * place.greenness, size=(8, 8, 1)).astype(np.float32)
@@ -144,8 +146,10 @@ def _sky_and_ground(
         )[..., None]
         - 128
     )
-    picture = picture + np.where(rows[..., None] >= horizon, texture, 0)
-    return np.clip(picture, 0, 255).astype(np.uint8)
+    first_ground_row = min(max(math.ceil(horizon), 0), camera.height)
+    picture[first_ground_row:] += texture[first_ground_row:]
+    np.clip(picture, 0, 255, out=picture)
+    return picture.astype(np.uint8)
 
 
 def _mountains(

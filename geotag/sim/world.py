@@ -34,8 +34,8 @@ TILE_DEG = 0.05
 SPACING_M = 180.0
 METRES_PER_DEG = 111_320.0
 DEFAULT_USER_FRACTION = 0.2
-#: A photographer's home area: a block this many degrees on a side (~220 km).
-PHOTOGRAPHER_BLOCK_DEG = 2.0
+#: A photographer's home area: a block this many degrees on a side (~330 km).
+PHOTOGRAPHER_BLOCK_DEG = 3.0
 SOURCES = ("default", "outdoor")
 
 # ASCII only: the strip is drawn with the font Pillow bundles, which lacks accents.
