@@ -95,3 +95,41 @@ def test_sim_cli_render_and_preview(tmp_path: Path) -> None:
     assert (ws / "sim.png").is_file()
     result = runner.invoke(app, ["sim", "preview", "-w", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "run `geotag grid` first" in result.stderr
+
+
+def test_sim_serve_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geotag", "sim", "serve", "--port", "0", "--key", "k1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:") and not base_url.endswith(":0")
+        reply = httpx.get(
+            f"{base_url}/maps/api/streetview/metadata",
+            params={"location": "12.97,77.59", "radius": 5000, "key": "k1"},
+            timeout=30,
+        )
+        assert reply.json()["status"] == "OK"
+        denied = httpx.get(
+            f"{base_url}/maps/api/streetview/metadata",
+            params={"location": "12.97,77.59", "key": "wrong"},
+            timeout=30,
+        )
+        assert denied.json()["status"] == "REQUEST_DENIED"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors
