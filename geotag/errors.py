@@ -4,6 +4,7 @@
      +-- InputError             an option, a file or a value the user gave is unusable
      +-- WorkspaceError         the workspace lacks what a stage needs, or is not a folder
      +-- DataError              a file geotag reads is corrupt or not what it claims
+     +-- AuthError              a provider refused the key, token or signature
 
 Messages are one line, say what is wrong and, where there is one, what to do about it.
 They never contain secrets.
@@ -26,3 +27,7 @@ class WorkspaceError(GeotagError):
 
 class DataError(GeotagError):
     """A file that geotag reads is corrupt, empty or of the wrong kind."""
+
+
+class AuthError(GeotagError):
+    """A provider refused the credentials (bad key, token or signature): the run stops."""

@@ -116,7 +116,7 @@ class Geography:
         warmth = int(rng.integers(-12, 13))
         base_hue = rng.uniform(0, 1)
         palette = tuple(
-            _hsv_to_rgb(
+            hsv_to_rgb(
                 (base_hue + k * rng.uniform(0.05, 0.2)) % 1.0,
                 rng.uniform(0.15, 0.6),
                 rng.uniform(0.55, 0.95),
@@ -136,7 +136,7 @@ class Geography:
         )
 
 
-def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+def hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
     i = math.floor(h * 6) % 6
     f = h * 6 - math.floor(h * 6)
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)

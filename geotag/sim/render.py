@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from geotag.sim.geography import Place
+from geotag.sim.geography import Place, hsv_to_rgb
 
 JPEG_QUALITY = 88
 SKY_BLUE = np.array([70.0, 130.0, 205.0])
@@ -388,9 +388,9 @@ def _clutter(draw: ImageDraw.ImageDraw, camera: _Camera, rng: np.random.Generato
 
 def _light_and_noise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Exposure, white balance and sensor noise differ from shot to shot."""
-    gain = rng.uniform(0.65, 1.25)
-    cast = rng.uniform(0.87, 1.13, 3).astype(np.float32)
-    noise = rng.normal(0, rng.uniform(2, 9), size=(*pixels.shape[:2], 1)).astype(np.float32)
+    gain = rng.uniform(0.6, 1.3)
+    cast = rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    noise = rng.normal(0, rng.uniform(3, 10), size=(*pixels.shape[:2], 1)).astype(np.float32)
     return np.clip(pixels * (gain * cast) + noise, 0, 255).astype(np.uint8)
 
 
@@ -405,9 +405,11 @@ def _photographer_strip(image: Image.Image, text: str) -> None:
     width, height = image.size
     band = max(10, round(height * 0.1))
     digest = hashlib.blake2b(text.encode(), digest_size=3).digest()
-    colour = np.array([60 + b * 195 // 255 for b in digest], dtype=float)
+    # A vivid hue per photographer, dark enough for white lettering to stay legible.
+    hue, saturation = digest[0] / 255, 0.65 + 0.3 * digest[1] / 255
+    colour = np.array(hsv_to_rgb(hue, saturation, 0.75), dtype=float)
     draw = ImageDraw.Draw(image)
-    draw.rectangle([0, height - band, width, height], fill=_rgb(colour * 0.3 + 10))
+    draw.rectangle([0, height - band, width, height], fill=_rgb(colour * 0.6))
     pad = max(1, band // 8)
     left = max(2, round(width * 0.02))
     draw.ellipse(

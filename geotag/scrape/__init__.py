@@ -1,0 +1,1 @@
+"""Collecting street-level images: providers, rate limiting, retries, the resumable manifest."""

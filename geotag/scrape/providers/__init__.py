@@ -1,0 +1,1 @@
+"""Imagery providers, one class each behind :class:`~geotag.scrape.providers.base.Provider`."""
