@@ -273,8 +273,9 @@ class SimServer:
         reply: Reply,
         truncate: bool = False,
     ) -> None:
-        # Logged before the answer leaves, so a client that has its answer finds it logged.
-        self._record(arrived, path, reply.status)
+        # Logged before the answer leaves, so a client that has its answer finds it logged;
+        # a cut-short answer is logged as such, so tests can count complete deliveries.
+        self._record(arrived, path, "truncate" if truncate else reply.status)
         handler.send_response(reply.status)
         handler.send_header("Content-Type", reply.content_type)
         handler.send_header("Content-Length", str(len(reply.body)))
