@@ -412,8 +412,8 @@ def scrape(
         )
         if plan.price_usd is not None:
             console.print(
-                f"At most ${plan.price_usd:,.2f} at ${7:.2f} per 1,000 images "
-                f"({plan.price_source}); metadata requests are free."
+                f"At most ${plan.price_usd:,.2f} at ${plan.price_per_1000_usd:.2f} per 1,000 "
+                f"images ({plan.price_source}); metadata requests are free."
             )
         return
     table = Table(title="scrape", show_header=False, title_justify="left")
@@ -424,6 +424,72 @@ def scrape(
     if result.interrupted:
         err_console.print("[yellow]Interrupted.[/yellow] Rerun the same command to resume.")
         raise typer.Exit(code=130)
+
+
+# -- geotag import -----------------------------------------------------------------------
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV/Parquet with path,lat,lon (optional group, heading, captured, "
+            "copyright, license), or a folder of JPEGs with EXIF GPS tags.",
+            show_default=False,
+        ),
+    ],
+    workspace: WorkspaceOption = Path("."),
+    link: Annotated[
+        bool,
+        typer.Option("--link", help="Hard-link JPEGs instead of copying them (same disk)."),
+    ] = False,
+    provider: Annotated[
+        str, typer.Option("--provider", help="Where the photos come from, for images.parquet.")
+    ] = "import",
+    license: Annotated[
+        str | None, typer.Option("--license", help="Licence of the photos, e.g. CC-BY-SA-4.0.")
+    ] = None,
+    show_skipped: Annotated[
+        int, typer.Option("--show-skipped", help="List at most this many skipped files.")
+    ] = 20,
+) -> None:
+    """Add photos you already have to the dataset, labelled by grid cell.
+
+    Images outside the region, without GPS, unreadable or duplicated are listed and
+    skipped; nothing is half-imported. Rerunning the same import rewrites the same rows.
+    Writes images/ and images.parquet.
+
+    Example:
+
+        geotag import my-photos/ -w india
+
+        geotag import photos.csv -w india --license CC-BY-4.0
+    """
+    from geotag.stages.import_images import run_import
+
+    with reporting_errors(), console.status("importing…") as status:
+        result = run_import(
+            Workspace(workspace),
+            source,
+            link=link,
+            provider=provider,
+            license=license,
+            progress=RichProgress(status),
+        )
+    how = f" ({result.linked:,} hard-linked)" if result.linked else ""
+    converted = f", {result.converted:,} converted to JPEG" if result.converted else ""
+    console.print(f"Imported {result.imported:,} images{how}{converted} in {result.seconds:.1f} s.")
+    reasons = {r: s for r, s in result.by_reason().items() if s}
+    if reasons:
+        table = Table(title="skipped", show_header=False, title_justify="left")
+        for reason, items in reasons.items():
+            table.add_row(reason, f"{len(items):,}")
+        console.print(table)
+        for item in result.skipped[: max(show_skipped, 0)]:
+            console.print(f"  {item.source}: {item.reason} ({item.detail})", highlight=False)
+        if len(result.skipped) > show_skipped:
+            console.print(f"  … and {len(result.skipped) - show_skipped:,} more")
 
 
 def _parse_headings(text: str) -> tuple[float, ...]:

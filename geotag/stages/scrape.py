@@ -79,6 +79,7 @@ class DryRun:
     max_images: int
     price_usd: float | None
     price_source: str | None
+    price_per_1000_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -246,13 +247,14 @@ def _estimate(lookups: int, pending: int, options: ScrapeOptions, priced: bool) 
     """The most a run could do: every lookup finds a new panorama with every heading."""
     possible = pending + lookups * len(options.image.headings)
     images = possible if options.max_images is None else min(possible, options.max_images)
-    price = None
-    source = None
-    if priced:
-        from geotag.scrape.providers.google import PRICE_PER_1000_USD, PRICE_SOURCE
+    if not priced:
+        return DryRun(lookups, pending, lookups + images, images, None, None)
+    from geotag.scrape.providers.google import PRICE_PER_1000_USD, PRICE_SOURCE
 
-        price, source = images * PRICE_PER_1000_USD / 1000, PRICE_SOURCE
-    return DryRun(lookups, pending, lookups + images, images, price, source)
+    price = images * PRICE_PER_1000_USD / 1000
+    return DryRun(
+        lookups, pending, lookups + images, images, price, PRICE_SOURCE, PRICE_PER_1000_USD
+    )
 
 
 @contextlib.contextmanager

@@ -518,3 +518,33 @@ def test_the_workspace_inside_the_source_is_not_imported_again(ws: Workspace, tm
     assert first.imported == second.imported == 1
     assert first.skipped == second.skipped == ()
     assert len(read_images(ws)) == 1
+
+
+# -- the command line ---------------------------------------------------------------------
+def test_cli_import_reports_imported_and_skipped(ws: Workspace, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geotag.cli import app
+
+    photos = tmp_path / "photos"
+    write_jpeg(photos / "inside.jpg", *here(0.25, 0.25))
+    write_jpeg(photos / "nogps.jpg")
+    result = CliRunner().invoke(app, ["import", str(photos), "-w", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    assert "Imported 1 images" in result.output
+    assert "nogps.jpg: no GPS" in result.output
+    assert len(pd.read_parquet(ws.images_parquet)) == 1
+
+
+def test_cli_import_bad_source_is_one_line(ws: Workspace, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geotag.cli import app
+
+    before = snapshot(ws.root)
+    result = CliRunner().invoke(app, ["import", str(tmp_path / "nowhere"), "-w", str(ws.root)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert "Traceback" not in result.output
+    assert snapshot(ws.root) == before
