@@ -34,6 +34,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_grid.py
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_scrape.py
 
 # Minutes: is the simulated world learnable, but not trivially, and is its shortcut real?
 calibrate: $(INSTALLED)

@@ -12,6 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    # Read once at import: os.umask sets as it reads, and threads may be writing later.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s folder; on success move it onto ``target``.
@@ -30,6 +40,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
+        if tmp.exists():
+            # mkstemp makes files private (0600); give the file the permissions a plain
+            # open() would have, as the user's umask says.
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
 
     from geotag.scrape.scraper import ScrapeCounts
+    from geotag.train.loop import EpochResult
 
 app = typer.Typer(
     name="geotag",
@@ -502,6 +503,194 @@ def _parse_headings(text: str) -> tuple[float, ...]:
     if not values:
         raise InputError("--headings needs at least one heading")
     return tuple(dict.fromkeys(values))
+
+
+# -- geotag train ------------------------------------------------------------------------
+
+
+class BarProgress:
+    """The library's Progress on a rich progress bar: one task, renamed as work moves on."""
+
+    def __init__(self, bar: RichProgressBar) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting", total=None)
+
+    def start(self, task: str, total: int | None) -> None:
+        self.bar.update(self.task, description=task, total=total, completed=0)
+
+    def advance(self, steps: int = 1) -> None:
+        self.bar.advance(self.task, steps)
+
+
+@app.command()
+def train(
+    workspace: WorkspaceOption = Path("."),
+    model: Annotated[
+        str, typer.Option("--model", help="Any timm architecture name.")
+    ] = "convnext_tiny.fb_in22k_ft_in1k",
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained/--no-pretrained",
+            help="Start from the model's pretrained weights (downloaded once; needs internet).",
+        ),
+    ] = True,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Local .safetensors/.pth weights for offline machines."),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Input side in pixels.", show_default="the model's"),
+    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training folds.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 5e-4,
+    patience: Annotated[
+        int | None,
+        typer.Option("--patience", help="Stop after this many epochs without a better val top-1."),
+    ] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 10,
+    fold: Annotated[
+        str, typer.Option("--fold", help="Fold to validate on, or 'all' for every fold in turn.")
+    ] = "0",
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="group: by panorama/place; spatial: by coarse H3 block (stricter)."
+        ),
+    ] = "group",
+    min_images_per_cell: Annotated[
+        int, typer.Option("--min-images-per-cell", help="Cells with fewer images are no class.")
+    ] = 1,
+    mask_bottom: Annotated[
+        float,
+        typer.Option(
+            "--mask-bottom", help="Blank this bottom fraction of every image (0-0.9), everywhere."
+        ),
+    ] = 0.0,
+    hflip: Annotated[
+        bool, typer.Option("--hflip", help="Random horizontal flips (swaps the driving side).")
+    ] = False,
+    label_smoothing: Annotated[
+        str, typer.Option("--label-smoothing", help="none, or haversine (PIGEON).")
+    ] = "none",
+    tau_km: Annotated[
+        float, typer.Option("--tau-km", help="Haversine smoothing temperature, km.")
+    ] = 75.0,
+    views: Annotated[
+        int, typer.Option("--views", help="Headings per sample (multi-view training).")
+    ] = 1,
+    fusion: Annotated[
+        str, typer.Option("--fusion", help="mean (PIGEON) or concat (DeepGeo) of view features.")
+    ] = "mean",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="DataLoader workers.", show_default="cores - 1"),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (GPU; slow start).")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for folds, init and order.")] = 0,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Run name under runs/.", show_default="a timestamp"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run --name.")
+    ] = False,
+) -> None:
+    """Train a timm classifier over the grid cells, cross-validated by location.
+
+    Writes runs/<name>/: config.json, folds.csv and per fold model.safetensors (best by
+    validation), last.ckpt and history.csv. Runs data-parallel under torchrun.
+
+    Example:
+
+        geotag train -w india --model resnet18 --image-size 128 --epochs 5
+
+        torchrun --nproc_per_node 4 -m geotag train -w india --fold all
+    """
+    from rich.progress import MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichProgressBar
+
+    from geotag.stages.train import TrainOptions, run_train
+
+    options = TrainOptions(
+        model=model,
+        pretrained=pretrained,
+        weights=weights,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        folds=folds,
+        fold=fold,
+        split=split,
+        min_images_per_cell=min_images_per_cell,
+        mask_bottom=mask_bottom,
+        hflip=hflip,
+        label_smoothing=label_smoothing,
+        tau_km=tau_km,
+        views=views,
+        fusion=fusion,
+        workers=workers,
+        device=device,
+        compile=compile_model,
+        seed=seed,
+        name=name,
+        resume=resume,
+    )
+    main = int(os.environ.get("RANK", "0")) == 0
+    columns = (
+        *RichProgressBar.get_default_columns()[:2],
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+
+    def show_epoch(r: EpochResult) -> None:
+        console.print(
+            f"fold {r.fold} epoch {r.epoch}/{r.epochs}: train loss {r.train_loss:.3f}, "
+            f"val loss {r.val_loss:.3f}, top-1 {r.val_top1:.1%}, top-5 {r.val_top5:.1%}, "
+            f"median {r.val_median_km:,.0f} km, {r.images_per_s:.0f} img/s"
+            + (" *" if r.best else ""),
+            highlight=False,
+        )
+
+    with (
+        reporting_errors(),
+        RichProgressBar(*columns, console=console, disable=not main, transient=True) as bar,
+    ):
+        result = run_train(
+            Workspace(workspace),
+            options,
+            progress=BarProgress(bar),
+            on_epoch=show_epoch if main else None,
+            on_notice=lambda text: _warn((text,)),
+        )
+    if not main:
+        return
+    table = Table(title=f"run {result.name}", title_justify="left")
+    for column in ("fold", "best epoch", "val top-1", "val top-5", "median km", "stopped"):
+        table.add_column(column, justify="right")
+    for fold_id, outcome in result.outcomes.items():
+        best = outcome.history[outcome.best_epoch - 1] if outcome.best_epoch else None
+        table.add_row(
+            str(fold_id),
+            str(outcome.best_epoch),
+            f"{best['val_top1']:.1%}" if best else "-",
+            f"{best['val_top5']:.1%}" if best else "-",
+            f"{best['val_median_km']:,.0f}" if best else "-",
+            "early" if outcome.stopped_early else "",
+        )
+    console.print(table)
+    chance = 1 / result.classes
+    console.print(
+        f"{result.classes} classes (chance {chance:.1%}), {result.samples:,} samples, "
+        f"device {result.device}, {result.seconds:.0f} s. Files in {result.folder}."
+    )
 
 
 # -- geotag sim -------------------------------------------------------------------------

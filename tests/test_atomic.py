@@ -25,3 +25,12 @@ def test_successful_write_replaces_and_keeps_suffix(tmp_path: Path) -> None:
     assert target.read_bytes() == b"new"
     write_text(target, "again")
     assert target.read_text() == "again"
+
+
+def test_written_files_get_the_umask_permissions_not_private_ones(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    os.umask(previous)
+    write_text(tmp_path / "config.json", "{}")
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o666 & ~previous

@@ -23,3 +23,19 @@ def test_bench_grid_quick_prints_its_table() -> None:
     )
     assert "India hex 10 km" in out.stdout
     assert "sample 1,000,000 pts" in out.stdout
+
+
+@pytest.mark.slow
+def test_bench_scrape_quick_prints_its_table() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_scrape.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    for heading in ("case", "latency ms", "images", "wall s", "verdict", "notes"):
+        assert heading in out.stdout
+    assert "rate 100/s" in out.stdout
+    assert "sequential httpx.Client loop" in out.stdout
+    assert "geotag / sequential" in out.stdout

@@ -14,3 +14,8 @@ def haversine_m(lat1, lon1, lat2, lon2):  # type: ignore[no-untyped-def]
     half_dlam = np.radians(np.asarray(lon2) - np.asarray(lon1)) / 2
     a = np.sin(half_dphi) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(half_dlam) ** 2
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def haversine_km(lat1, lon1, lat2, lon2):  # type: ignore[no-untyped-def]
+    """Great-circle distance in km; scalars or broadcastable arrays of degrees."""
+    return haversine_m(lat1, lon1, lat2, lon2) / 1000.0

@@ -12,7 +12,14 @@ from collections.abc import Awaitable, Callable
 
 
 class TokenBucket:
-    """``rate`` tokens per second, holding at most ``burst`` (default: one second's worth)."""
+    """``rate`` tokens per second, holding at most ``burst`` (default: one).
+
+    Implemented as a virtual schedule (the generic cell rate algorithm): each grant moves
+    the time the next token is due by exactly ``1 / rate``. A waiter the event loop wakes
+    late (asyncio rounds sleeps up to whole milliseconds) does not push the schedule back,
+    so a busy client gets the full rate, and in any window of W seconds at most
+    ``burst + W * rate`` tokens are granted.
+    """
 
     def __init__(
         self,
@@ -26,22 +33,18 @@ class TokenBucket:
         self.rate = float(rate)
         # A burst of one keeps the rate smooth; a larger burst lets an idle client catch up.
         self.burst = float(burst) if burst is not None else 1.0
+        if self.burst < 1:
+            raise ValueError("burst must be at least one token")
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.burst
-        self._updated = clock()
+        self._due = clock()  # when the next token is due, with no burst in hand
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         """Wait until a token is free, then take it. Waiters are served in order."""
         async with self._lock:
-            while True:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                # The tolerance absorbs float rounding: a clock that advanced by exactly the
-                # wait can leave 0.9999999 tokens, and a sleep of ~1e-17 s would never end.
-                if self._tokens >= 1.0 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1.0)
-                    return
-                await self._sleep((1.0 - self._tokens) / self.rate)
+            now = self._clock()
+            start = self._due - (self.burst - 1.0) / self.rate
+            if start > now:
+                await self._sleep(start - now)
+            self._due = max(self._due, now) + 1.0 / self.rate

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import math
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -335,6 +336,11 @@ def _ring(i: int, j: int, ring: int) -> list[tuple[int, int]]:
     return cells
 
 
+#: GEOS builds a prepared geometry's index lazily, on its first use, and not thread-safely
+#: (libgeos/geos#825): two server threads testing one country at once corrupt the heap.
+_LAND_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
 def _land() -> tuple[object, np.ndarray]:
     """An index of the bundled country outlines, each prepared for fast point tests."""
@@ -353,11 +359,13 @@ def _on_land(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     inside = np.zeros(len(lat), dtype=bool)
     if len(lat) == 0:
         return inside
-    tree, outlines = _land()
-    # Box hits from the tree, then exact tests against the prepared outlines: a predicate
-    # inside the tree query would test each point against an unprepared polygon.
-    point_index, country_index = tree.query(shapely.points(lon, lat))  # type: ignore[attr-defined]
-    for country in np.unique(country_index):
-        mine = point_index[country_index == country]
-        inside[mine] |= shapely.contains_xy(outlines[country], lon[mine], lat[mine])
+    with _LAND_LOCK:
+        tree, outlines = _land()
+        # Box hits from the tree, then exact tests against the prepared outlines: a
+        # predicate inside the tree query would test each point against an unprepared one.
+        points = shapely.points(lon, lat)
+        point_index, country_index = tree.query(points)  # type: ignore[attr-defined]
+        for country in np.unique(country_index):
+            mine = point_index[country_index == country]
+            inside[mine] |= shapely.contains_xy(outlines[country], lon[mine], lat[mine])
     return inside

@@ -63,6 +63,28 @@ def test_token_bucket_serves_concurrent_waiters_without_exceeding_the_rate() -> 
         assert sum(start <= t < start + 1.0 for t in times) <= 10 + 1
 
 
+def test_late_wake_ups_do_not_lower_the_rate() -> None:
+    """asyncio wakes sleepers up to a millisecond late; the bucket must not lose that time
+    (a bucket that did reached only 89% of --rate 100), nor exceed the rate to make up."""
+    clock = FakeClock()
+
+    async def late_sleep(seconds: float) -> None:
+        await clock.sleep(seconds + 0.001)
+
+    bucket = TokenBucket(100.0, clock=clock, sleep=late_sleep)
+    times: list[float] = []
+
+    async def take(n: int) -> None:
+        for _ in range(n):
+            await bucket.acquire()
+            times.append(clock.now)
+
+    asyncio.run(take(1001))
+    assert 1000 / (times[-1] - times[0]) > 0.99 * 100
+    for start in times[::50]:
+        assert sum(start <= t < start + 1.0 for t in times) <= 100 + 1
+
+
 def test_bad_rate() -> None:
     with pytest.raises(ValueError, match="rate must be positive"):
         TokenBucket(0)

@@ -1,0 +1,1 @@
+"""Training: classes, folds, data, model factory, loop, checkpoints, runs on disk."""

@@ -1,0 +1,302 @@
+"""From images.parquet rows to batches: checking files, decoding, masking, augmenting.
+
+Randomness is keyed to (epoch, sample), not to worker processes: the sampler hands each
+index its own seed, so a resumed run sees exactly the crops an uninterrupted one would,
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from geotag.errors import DataError
+from geotag.train.bands import Band, blank_band
+
+#: More bad images than this share stops a run: the dataset, not the model, needs work.
+MAX_BAD_SHARE = 0.05
+#: Errors a damaged or vanished image raises while decoding.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything needed to turn a file into the model's input; saved in config.json."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 1.0  # geolocation needs the whole frame, bottom strip included
+    mask: Band | None = None
+
+    @property
+    def fill(self) -> tuple[int, int, int]:
+        r, g, b = (round(255 * m) for m in self.mean)
+        return r, g, b
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "mask": str(self.mask) if self.mask else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Preprocessing:
+        from geotag.train.bands import parse_band
+
+        mean, std = data["mean"], data["std"]
+        return cls(
+            input_size=int(data["input_size"]),
+            mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+            std=(float(std[0]), float(std[1]), float(std[2])),
+            interpolation=str(data.get("interpolation", "bicubic")),
+            crop_pct=float(data.get("crop_pct", 1.0)),
+            mask=parse_band(data["mask"]) if data.get("mask") else None,
+        )
+
+
+def preprocessing_for(
+    model: torch.nn.Module, image_size: int | None, mask: Band | None
+) -> Preprocessing:
+    """The model's own normalisation from timm, at ``image_size`` (default: the model's)."""
+    from timm.data import resolve_model_data_config
+
+    config = resolve_model_data_config(model)
+    size = image_size or int(config["input_size"][-1])
+    m, s = (tuple(float(v) for v in config[k]) for k in ("mean", "std"))
+    interpolation = str(config.get("interpolation", "bicubic"))
+    return Preprocessing(size, (m[0], m[1], m[2]), (s[0], s[1], s[2]), interpolation, 1.0, mask)
+
+
+def build_transform(
+    pre: Preprocessing, training: bool, hflip: bool = False
+) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's transforms: mild random-resized crop and colour jitter for training, no flip
+    unless asked (a flip swaps the side of the road people drive on)."""
+    from timm.data import create_transform
+
+    common: dict[str, Any] = {
+        "input_size": (3, pre.input_size, pre.input_size),
+        "interpolation": pre.interpolation,
+        "mean": pre.mean,
+        "std": pre.std,
+    }
+    if training:
+        return create_transform(  # type: ignore[no-any-return]
+            is_training=True,
+            scale=(0.7, 1.0),
+            ratio=(0.85, 1.0 / 0.85),
+            hflip=0.5 if hflip else 0.0,
+            vflip=0.0,
+            color_jitter=0.2,
+            auto_augment=None,
+            re_prob=0.0,
+            **common,
+        )
+    return create_transform(is_training=False, crop_pct=pre.crop_pct, **common)  # type: ignore[no-any-return]
+
+
+def load_image(path: Path, pre: Preprocessing) -> Image.Image:
+    """Decode ``path`` (at a reduced JPEG scale when that still covers the input size) and
+    blank the run's mask band."""
+    with Image.open(path) as file:
+        file.draft("RGB", (pre.input_size, pre.input_size))
+        image = file.convert("RGB")
+    if pre.mask is not None:
+        image = blank_band(image, pre.mask, pre.fill)
+    return image
+
+
+# -- checking files before a run ----------------------------------------------------------
+@dataclass(frozen=True)
+class BadImage:
+    path: str
+    reason: str
+
+
+def find_bad_images(root: Path, paths: Sequence[str], workers: int = 8) -> list[BadImage]:
+    """Images that are missing or not an image at all (header check; full decoding happens
+    in the loader, which skips and counts what fails there)."""
+
+    def check(relpath: str) -> BadImage | None:
+        try:
+            with Image.open(root / relpath) as image:
+                image.verify()
+        except FileNotFoundError:
+            return BadImage(relpath, "missing")
+        except DECODE_ERRORS as exc:
+            return BadImage(relpath, f"unreadable ({type(exc).__name__})")
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [bad for bad in pool.map(check, paths) if bad is not None]
+
+
+def check_bad_share(bad: int, total: int, what: str = "images") -> None:
+    if total and bad / total > MAX_BAD_SHARE:
+        raise DataError(
+            f"{bad:,} of {total:,} {what} are missing or unreadable "
+            f"(more than {MAX_BAD_SHARE:.0%}); rescrape or re-import, then train again"
+        )
+
+
+# -- samples ------------------------------------------------------------------------------
+class ImageDataset(Dataset[Any]):
+    """Sample i: the image(s) ``views[i]`` (one path, or the V headings of one place) and
+    the class ``labels[i]``. Indexed by ``(i, seed)`` pairs from ``EpochSampler``."""
+
+    def __init__(
+        self,
+        root: Path,
+        views: Sequence[Sequence[str]],
+        labels: Sequence[int],
+        pre: Preprocessing,
+        transform: Callable[[Image.Image], torch.Tensor],
+    ) -> None:
+        self.root = Path(root)
+        self.views = [tuple(v) for v in views]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.pre = pre
+        self.transform = transform
+        self.multi_view = any(len(v) > 1 for v in self.views)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor | None, int, int]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None and torch.utils.data.get_worker_info() is not None:
+            # In a worker, augmentation draws from per-sample seeds (see module docstring).
+            random.seed(seed)
+            torch.manual_seed(seed)
+        try:
+            tensors = [
+                self.transform(load_image(self.root / p, self.pre)) for p in self.views[index]
+            ]
+        except DECODE_ERRORS:
+            return None, int(self.labels[index]), index
+        image = torch.stack(tensors) if self.multi_view else tensors[0]
+        return image, int(self.labels[index]), index
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    bad: int
+
+    def pin_memory(self) -> Batch:
+        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.indices, self.bad)
+
+
+def collate(samples: list[tuple[torch.Tensor | None, int, int]]) -> Batch:
+    """Stack the samples that decoded; count the ones that did not."""
+    good = [s for s in samples if s[0] is not None]
+    bad = len(samples) - len(good)
+    if not good:
+        return Batch(
+            torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), bad
+        )
+    return Batch(
+        torch.stack([s[0] for s in good]),  # type: ignore[misc]
+        torch.tensor([s[1] for s in good], dtype=torch.long),
+        torch.tensor([s[2] for s in good], dtype=torch.long),
+        bad,
+    )
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, seed)``: a seeded permutation per epoch (or the plain order), this
+    rank's share of it under DDP, and a seed per sample derived from (seed, epoch, index)."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ) -> None:
+        self.size = size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad  # training pads so every rank runs the same number of steps
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            generator = np.random.default_rng([self.seed, self.epoch])
+            order = generator.permutation(self.size).tolist()
+        else:
+            order = list(range(self.size))
+        if self.world_size > 1:
+            if self.pad and order:
+                total = math.ceil(self.size / self.world_size) * self.world_size
+                order = (order * math.ceil(total / len(order)))[:total]
+            order = order[self.rank :: self.world_size]
+        return order
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        base = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
+        for index in self._order():
+            yield index, int((int(base) * 1_000_003 + index) % (2**31 - 1))
+
+    def __len__(self) -> int:
+        if self.world_size > 1 and self.pad:
+            return math.ceil(self.size / self.world_size)
+        return len(self._order())
+
+
+def default_workers() -> int:
+    """One loader worker per core beyond the first, which the model's compute needs."""
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
+    return max(1, min(8, cores - 1))
+
+
+def make_loader(
+    dataset: ImageDataset,
+    sampler: EpochSampler,
+    batch_size: int,
+    workers: int,
+    *,
+    training: bool,
+    pin_memory: bool = False,
+) -> DataLoader[Any]:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,  # type: ignore[arg-type]
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        # A last batch of one breaks BatchNorm in training; a dropped remainder is reshuffled.
+        drop_last=training and len(sampler) > batch_size,
+    )

@@ -1,0 +1,201 @@
+"""`geotag train` end to end on simulator images: learning, folds, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from geotag.errors import DataError, GeotagError, InputError
+from geotag.stages.train import TrainOptions, run_train
+from geotag.train.checkpoint import LAST, load_last
+from geotag.train.runs import open_run
+from geotag.workspace import Workspace
+from tests.conftest import snapshot
+
+TINY = TrainOptions(
+    model="resnet10t",
+    pretrained=False,
+    image_size=32,
+    epochs=1,
+    batch_size=32,
+    lr=2e-3,
+    folds=5,
+    workers=0,
+    device="cpu",
+)
+
+
+def history(ws: Workspace, name: str, fold: int = 0) -> pd.DataFrame:
+    return pd.read_csv(ws.run_dir(name) / f"fold-{fold}" / "history.csv")
+
+
+def test_learns_beyond_chance_on_held_out_panoramas(train_ws: Workspace) -> None:
+    options = replace(TINY, image_size=48, epochs=4, workers=1, name="learn")
+    result = run_train(train_ws, options)
+    rows = history(train_ws, "learn")
+    assert list(rows.columns) == [
+        "epoch", "train_loss", "val_loss", "val_top1", "val_top5", "val_median_km", "lr",
+        "images_per_s",
+    ]  # fmt: skip
+    assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0]
+    chance = 1 / result.classes
+    assert result.classes >= 15
+    assert rows["val_top1"].max() > 3 * chance
+    outcome = result.outcomes[0]
+    assert rows["val_top1"].iloc[outcome.best_epoch - 1] == rows["val_top1"].max()
+
+
+def test_folds_never_split_a_place_and_cover_every_image(train_ws: Workspace) -> None:
+    run_train(train_ws, replace(TINY, name="folds"))
+    folds = pd.read_csv(train_ws.run_dir("folds") / "folds.csv")
+    images = pd.read_parquet(train_ws.images_parquet)
+    assert sorted(folds["path"]) == sorted(images["path"])
+    assert (folds.groupby("group")["fold"].nunique() == 1).all()
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
+    config = json.loads((train_ws.run_dir("folds") / "config.json").read_text())
+    cells = sorted(images["cell_id"].unique())
+    assert config["classes"] == cells and len(config["centre_lat"]) == len(cells)
+
+
+def test_spatial_split_keeps_neighbours_together(train_ws: Workspace) -> None:
+    run_train(train_ws, replace(TINY, name="spatial", split="spatial"))
+    folds = pd.read_csv(train_ws.run_dir("spatial") / "folds.csv")
+    images = pd.read_parquet(train_ws.images_parquet).merge(folds, on="path")
+    rounded = images.assign(lat=images["lat"].round(1), lon=images["lon"].round(1))
+    # Panoramas within ~10 km of each other share a block, so they share a fold.
+    assert (rounded.groupby(["lat", "lon"])["fold"].nunique() == 1).all()
+    assert images["group_y"].nunique() < images["pano_id"].nunique()
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(train_ws: Workspace) -> None:
+    options = replace(TINY, epochs=3)
+    run_train(train_ws, replace(options, name="straight"))
+
+    def stop_after_first_epoch(result: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_train(train_ws, replace(options, name="halted"), on_epoch=stop_after_first_epoch)
+    assert len(history(train_ws, "halted")) == 1
+    assert load_last(train_ws.run_dir("halted") / "fold-0")["epoch"] == 1
+    run_train(train_ws, replace(TINY, name="halted", resume=True))
+    pd.testing.assert_frame_equal(
+        history(train_ws, "halted").drop(columns="images_per_s"),
+        history(train_ws, "straight").drop(columns="images_per_s"),
+    )
+    straight = open_run(train_ws, "straight").build_model(0).state_dict()
+    halted = open_run(train_ws, "halted").build_model(0).state_dict()
+    assert all(torch.equal(straight[k], halted[k]) for k in straight)
+
+
+def test_checkpoint_round_trip_and_safe_loading(train_ws: Workspace) -> None:
+    run_train(train_ws, replace(TINY, name="ckpt"))
+    folder = train_ws.run_dir("ckpt") / "fold-0"
+    state = torch.load(folder / LAST, weights_only=True)  # no pickled objects inside
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng"}
+    model = open_run(train_ws, "ckpt").build_model(0)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state["model"].items())
+    (folder / LAST).write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot read"):
+        load_last(folder)
+
+
+def test_config_drives_preprocessing_in_a_fresh_process(
+    train_ws: Workspace, tmp_path: Path
+) -> None:
+    run_train(train_ws, replace(TINY, name="fresh", image_size=40, mask_bottom=0.25))
+    image = train_ws.root / pd.read_parquet(train_ws.images_parquet)["path"].iloc[0]
+    script = f"""
+import json, sys, torch
+from geotag.workspace import Workspace
+from geotag.train.runs import open_run
+from geotag.train.data import build_transform, load_image
+run = open_run(Workspace({str(train_ws.root)!r}))
+pre = run.preprocessing
+x = build_transform(pre, False)(load_image({str(image)!r}, pre))
+with torch.no_grad():
+    logits = run.build_model(0)(x[None])[0]
+json.dump({{"size": list(x.shape), "bottom": float(x[:, 32:, :].abs().max()),
+           "logits": logits.tolist(), "mask": str(pre.mask)}}, sys.stdout)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    fresh = json.loads(out.stdout)
+    assert fresh["size"] == [3, 40, 40] and fresh["mask"] == "bottom:0.25"
+    assert fresh["bottom"] < 0.03  # the masked band is the mean colour
+    run = open_run(train_ws, "fresh")
+    from geotag.train.data import build_transform, load_image
+
+    x = build_transform(run.preprocessing, False)(load_image(image, run.preprocessing))
+    with torch.no_grad():
+        here = run.build_model(0)(x[None])[0]
+    np.testing.assert_allclose(fresh["logits"], here.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_haversine_smoothing_and_multi_view_train(train_ws: Workspace) -> None:
+    smooth = run_train(train_ws, replace(TINY, name="smooth", label_smoothing="haversine"))
+    assert np.isfinite(history(train_ws, "smooth")["train_loss"]).all()
+    assert smooth.samples == len(pd.read_parquet(train_ws.images_parquet))
+    multi = run_train(train_ws, replace(TINY, name="multi", views=2, fusion="concat"))
+    assert multi.samples == pd.read_parquet(train_ws.images_parquet)["pano_id"].nunique()
+    assert open_run(train_ws, "multi").views == 2
+
+
+def test_a_few_bad_images_are_skipped_too_many_stop_the_run(train_ws: Workspace) -> None:
+    paths = pd.read_parquet(train_ws.images_parquet)["path"].tolist()
+    (train_ws.root / paths[0]).write_bytes(b"not a jpeg")
+    (train_ws.root / paths[1]).unlink()
+    notices: list[str] = []
+    result = run_train(train_ws, replace(TINY, name="few"), on_notice=notices.append)
+    assert result.bad_images == 2 and "2 image(s) missing or unreadable" in notices[0]
+    for path in paths[2 : len(paths) // 10]:
+        (train_ws.root / path).write_bytes(b"")
+    with pytest.raises(DataError, match="missing or unreadable"):
+        run_train(train_ws, replace(TINY, name="many"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "resnet1O"}, "did you mean"),
+        ({"fold": "7"}, "--fold must lie in 0..4"),
+        ({"mask_bottom": 0.95}, "--mask-bottom"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"weights": Path("/nonexistent/w.safetensors")}, "--weights"),
+        ({"min_images_per_cell": 10_000}, "at least two cells"),
+    ],
+)
+def test_bad_options_are_one_line_and_write_nothing(
+    train_ws: Workspace, change: dict[str, object], message: str
+) -> None:
+    before = snapshot(train_ws.root)
+    with pytest.raises(GeotagError, match=message) as info:
+        run_train(train_ws, replace(TINY, name="bad", **change))  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+    assert snapshot(train_ws.root) == before
+
+
+def test_existing_run_needs_resume_and_missing_images_say_what_to_run(
+    train_ws: Workspace, tmp_path: Path
+) -> None:
+    run_train(train_ws, replace(TINY, name="once"))
+    with pytest.raises(InputError, match="exists; pass --resume"):
+        run_train(train_ws, replace(TINY, name="once"))
+    empty = Workspace(tmp_path / "empty")
+    with pytest.raises(GeotagError, match="geotag scrape"):
+        run_train(empty, TINY)
+
+
+def test_unreadable_weights_file_is_one_line(train_ws: Workspace, tmp_path: Path) -> None:
+    weights = tmp_path / "broken.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    with pytest.raises(GeotagError, match=r"broken\.safetensors"):
+        run_train(train_ws, replace(TINY, name="w", weights=weights))
