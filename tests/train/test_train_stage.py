@@ -199,3 +199,26 @@ def test_unreadable_weights_file_is_one_line(train_ws: Workspace, tmp_path: Path
     weights.write_bytes(b"\x00" * 64)
     with pytest.raises(GeotagError, match=r"broken\.safetensors"):
         run_train(train_ws, replace(TINY, name="w", weights=weights))
+
+
+def test_fold_all_trains_every_fold(train_ws: Workspace) -> None:
+    result = run_train(train_ws, replace(TINY, name="cv", folds=2, fold="all"))
+    assert sorted(result.outcomes) == [0, 1]
+    run = open_run(train_ws, "cv")
+    assert run.trained_folds() == [0, 1]
+
+
+def test_cli_train_prints_epochs_and_summary(train_ws: Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from geotag.cli import app
+
+    args = ["train", "-w", str(train_ws.root), "--model", "resnet10t", "--no-pretrained"]
+    args += ["--image-size", "32", "--epochs", "1", "--folds", "5", "--workers", "0"]
+    result = CliRunner().invoke(app, [*args, "--name", "cli"])
+    assert result.exit_code == 0, result.output
+    assert "fold 0 epoch 1/1" in result.output and "chance" in result.output
+    again = CliRunner().invoke(app, [*args, "--name", "cli"])
+    assert again.exit_code == 1
+    assert again.output.strip().startswith("Error:") and "--resume" in again.output
+    assert "Traceback" not in again.output
