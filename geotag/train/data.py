@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geotag.errors import DataError
@@ -117,10 +117,27 @@ def load_image(path: Path, pre: Preprocessing) -> Image.Image:
     blank the run's mask band."""
     with Image.open(path) as file:
         file.draft("RGB", (pre.input_size, pre.input_size))
-        image = file.convert("RGB")
+        image = to_rgb(ImageOps.exif_transpose(file))
     if pre.mask is not None:
         image = blank_band(image, pre.mask, pre.fill)
     return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode as 8-bit RGB: transparency over white, 16-bit and float scaled (Pillow's
+    own conversion clips them, turning most 16-bit photos white)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        if image.mode == "F" and pixels.max() <= 1.0:
+            top = 1.0
+        grey = np.clip(pixels / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 # -- checking files before a run ----------------------------------------------------------
@@ -168,7 +185,12 @@ class ImageDataset(Dataset[Any]):
         labels: Sequence[int],
         pre: Preprocessing,
         transform: Callable[[Image.Image], torch.Tensor],
+        *,
+        blank: Band | None = None,
+        keep_only: bool = False,
     ) -> None:
+        self.blank = blank  # an extra band blanked (or, with keep_only, kept) at eval time
+        self.keep_only = keep_only
         self.root = Path(root)
         self.views = [tuple(v) for v in views]
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -179,6 +201,12 @@ class ImageDataset(Dataset[Any]):
     def __len__(self) -> int:
         return len(self.views)
 
+    def _image(self, relpath: str) -> Image.Image:
+        image = load_image(self.root / relpath, self.pre)
+        if self.blank is not None:
+            image = blank_band(image, self.blank, self.pre.fill, keep_only=self.keep_only)
+        return image
+
     def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor | None, int, int]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         if seed is not None and torch.utils.data.get_worker_info() is not None:
@@ -186,9 +214,7 @@ class ImageDataset(Dataset[Any]):
             random.seed(seed)
             torch.manual_seed(seed)
         try:
-            tensors = [
-                self.transform(load_image(self.root / p, self.pre)) for p in self.views[index]
-            ]
+            tensors = [self.transform(self._image(path)) for path in self.views[index]]
         except DECODE_ERRORS:
             return None, int(self.labels[index]), index
         image = torch.stack(tensors) if self.multi_view else tensors[0]

@@ -8,9 +8,10 @@ rate limiting, deduplication, labels and files; providers only speak their API.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from geotag.scrape.http import Http
 
@@ -78,3 +79,12 @@ class Provider(Protocol):
 def is_jpeg(body: bytes) -> bool:
     """Starts and ends like a JPEG: catches truncated or non-image bodies cheaply."""
     return body[:3] == b"\xff\xd8\xff" and body.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+
+
+def compass_heading(value: Any) -> float:
+    """A provider's compass angle in [0, 360); 0 (north) when it gives none usable."""
+    try:
+        angle = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return angle % 360.0 if math.isfinite(angle) else 0.0

@@ -18,7 +18,7 @@ import httpx
 from geotag.errors import AuthError, InputError
 from geotag.geo.distance import EARTH_RADIUS_M, haversine_m
 from geotag.scrape.http import Http, NoImagery, Rejected
-from geotag.scrape.providers.base import Found, ImageOptions, Point, is_jpeg
+from geotag.scrape.providers.base import Found, ImageOptions, Point, compass_heading, is_jpeg
 from geotag.scrape.retry import Retryable
 
 DEFAULT_BASE_URL = "https://graph.mapillary.com"
@@ -110,7 +110,7 @@ class MapillaryProvider:
             captured=_captured(image.get("captured_at")),
             copyright=_username(image.get("creator")),
             license=self.license,
-            headings=(_heading(image.get("compass_angle")),),
+            headings=(compass_heading(image.get("compass_angle")),),
             extra={"is_pano": "true" if image.get("is_pano") is True else "false"},
         )
 
@@ -198,11 +198,3 @@ def _username(creator: Any) -> str | None:
     if isinstance(creator, dict) and creator.get("username"):
         return str(creator["username"])
     return None
-
-
-def _heading(value: Any) -> float:
-    try:
-        angle = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return angle % 360.0 if math.isfinite(angle) else 0.0

@@ -19,7 +19,7 @@ import httpx
 from geotag.errors import AuthError
 from geotag.geo.distance import haversine_m
 from geotag.scrape.http import Http, Rejected
-from geotag.scrape.providers.base import Found, ImageOptions, Point, is_jpeg
+from geotag.scrape.providers.base import Found, ImageOptions, Point, compass_heading, is_jpeg
 from geotag.scrape.retry import Retryable
 
 #: The meta-catalogue that searches every instance of the federation.
@@ -124,7 +124,7 @@ def _found(feature: Any) -> Found | None:
         captured=_captured(properties.get("datetime")),
         copyright=_producer(feature.get("providers"), properties),
         license=str(properties.get("license") or feature.get("license") or DEFAULT_LICENSE),
-        headings=(_heading(properties.get("view:azimuth")),),
+        headings=(compass_heading(properties.get("view:azimuth")),),
         extra={"asset": asset},
     )
 
@@ -165,14 +165,6 @@ def _captured(value: Any) -> str | None:
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
     return moment.date().isoformat()
-
-
-def _heading(value: Any) -> float:
-    try:
-        angle = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return angle % 360.0 if math.isfinite(angle) else 0.0
 
 
 def _detail(response: httpx.Response) -> str:

@@ -1,0 +1,61 @@
+"""A map of one prediction: the top cells shaded by probability, the point, the truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from geotag.atomic import atomic_path
+from geotag.workspace import Workspace
+
+if TYPE_CHECKING:
+    from geotag.stages.predict import Prediction
+
+
+def plot_prediction(workspace: Workspace, prediction: Prediction, path: Path) -> Path:
+    """Draw in longitude/latitude: the region outline, every cell faintly, the top-k cells
+    in blues by probability, the predicted point (star) and the EXIF location (cross)."""
+    import geopandas as gpd
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    from geotag.stages.grid import load_grid
+
+    cells = load_grid(workspace).cells
+    figure, axes = plt.subplots(figsize=(7, 7), dpi=110)
+    if workspace.region_parquet.exists():
+        gpd.read_parquet(workspace.region_parquet).boundary.plot(
+            ax=axes, color="black", linewidth=0.8
+        )
+    cells.boundary.plot(ax=axes, color="0.8", linewidth=0.4)
+    probability = {g.cell_id: g.probability for g in prediction.top_k}
+    top = cells[cells["cell_id"].isin(list(probability))]
+    norm = Normalize(0.0, max(probability.values()) or 1.0)
+    colours = [colormaps["Blues"](0.25 + 0.75 * norm(probability[c])) for c in top["cell_id"]]
+    if len(top):
+        top.plot(ax=axes, color=colours, edgecolor="navy", linewidth=0.6)
+    for guess in prediction.top_k:
+        axes.annotate(f"{guess.probability:.0%}", (guess.lon, guess.lat), ha="center", fontsize=7)
+    axes.plot(prediction.lon, prediction.lat, marker="*", color="crimson", markersize=16,
+              markeredgecolor="white", label="predicted", linestyle="none")  # fmt: skip
+    if prediction.true_lat is not None and prediction.true_lon is not None:
+        axes.plot(prediction.true_lon, prediction.true_lat, marker="X", color="black",
+                  markersize=11, label=f"EXIF GPS ({prediction.error_km:,.0f} km off)",
+                  linestyle="none")  # fmt: skip
+    name = Path(prediction.paths[0]).name if len(prediction.paths) == 1 else "fused views"
+    place = ", ".join(p for p in (prediction.place, prediction.country) if p)
+    axes.set_title(f"{name}: near {place}" if place else name, fontsize=10)
+    axes.set_xlabel("longitude")
+    axes.set_ylabel("latitude")
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
+    plt.close(figure)
+    return path

@@ -1,0 +1,121 @@
+"""`geotag eval` on a run trained in the test session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from geotag.cli import app
+from geotag.errors import DataError, InputError
+from geotag.geo.distance import haversine_km
+from geotag.stages.evaluate import EvalOptions, run_eval
+from geotag.train.bands import Band
+from geotag.workspace import Workspace
+
+OPTIONS = EvalOptions(workers=0, device="cpu")
+
+
+def test_eval_scores_every_fold_on_its_held_out_images(trained_ws: Workspace) -> None:
+    result = run_eval(trained_ws, OPTIONS)
+    out = trained_ws.run_dir("tiny") / "eval"
+    assert result.folder == out
+    for name in (
+        "metrics.json",
+        "predictions.parquet",
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "accuracy_map.png",
+        "distance_curve.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    for picture in ("confusion_matrix.png", "accuracy_map.png", "distance_curve.png"):
+        with Image.open(out / picture) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["folds"] == [0, 1, 2]
+    assert set(metrics["per_image"]["per_fold"]) == {"0", "1", "2"}
+    assert metrics["headline"] in ("top_cell", "weighted")
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    images = pd.read_parquet(trained_ws.images_parquet)
+    folds = pd.read_csv(trained_ws.run_dir("tiny") / "folds.csv")
+    assert sorted(predictions["path"]) == sorted(images["path"])  # each image once
+    merged = predictions.merge(folds, on="path", suffixes=("", "_csv"))
+    assert (merged["fold"] == merged["fold_csv"]).all()  # scored by the fold that held it out
+    for fold, rows in predictions.groupby("fold"):
+        top1 = metrics["per_image"]["per_fold"][str(fold)]["top1"]
+        hits = [
+            cells[0] == true
+            for cells, true in zip(rows["pred_cells"], rows["true_cell"], strict=True)
+        ]
+        assert top1 == pytest.approx(np.mean(hits))
+    expected = haversine_km(
+        predictions["true_lat"],
+        predictions["true_lon"],
+        predictions["pred_lat"],
+        predictions["pred_lon"],
+    )
+    np.testing.assert_allclose(predictions["error_km"], expected, rtol=1e-6)
+    tops = np.stack(predictions["pred_probs"].to_numpy())
+    assert (np.diff(tops, axis=1) <= 1e-7).all()  # best first
+    means = [metrics["per_image"]["per_fold"][f]["top1"] for f in ("0", "1", "2")]
+    assert metrics["per_image"]["mean"]["top1"] == pytest.approx(np.mean(means))
+    assert metrics["per_image"]["std"]["top1"] == pytest.approx(np.std(means, ddof=1))
+    # Locations: two headings per panorama, fused into one prediction each.
+    location_count = images["pano_id"].nunique()
+    assert metrics["images"] == len(images) and location_count < len(images)
+    matrix = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
+    config = json.loads((trained_ws.run_dir("tiny") / "config.json").read_text())
+    assert [int(c) for c in matrix.columns] == config["classes"]
+    assert matrix.to_numpy().sum() == len(images)
+
+
+def test_masked_eval_goes_to_its_own_folder(trained_ws: Workspace) -> None:
+    result = run_eval(trained_ws, EvalOptions(workers=0, device="cpu", mask=Band("bottom", 0.5)))
+    assert result.folder.name == "eval-bottom-0.5"
+    assert json.loads((result.folder / "metrics.json").read_text())["mask"] == "bottom:0.5"
+
+
+def test_eval_on_a_separate_test_set(trained_ws: Workspace, tmp_path: Path) -> None:
+    images = pd.read_parquet(trained_ws.images_parquet).head(20)
+    test = tmp_path / "test"
+    for rel in images["path"]:
+        (test / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(trained_ws.root / rel, test / rel)
+    images.to_parquet(test / "images.parquet")
+    shutil.rmtree(trained_ws.images_dir)  # the paths must resolve against the test set
+    result = run_eval(
+        trained_ws, EvalOptions(images=test / "images.parquet", workers=0, device="cpu")
+    )
+    assert result.metrics["images"] == 20 * 3  # every fold scores the whole test set
+    assert result.metrics["test_set"].endswith("images.parquet")
+
+
+def test_bad_eval_input_is_one_line(trained_ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no run named 'nope'.*tiny"):
+        run_eval(trained_ws, EvalOptions(run="nope"))
+    with pytest.raises(InputError, match="geotag train"):
+        run_eval(Workspace(tmp_path / "empty"), OPTIONS)
+    config_path = trained_ws.run_dir("tiny") / "config.json"
+    config = json.loads(config_path.read_text())
+    config["geotag_version"] = "99.0.0"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(DataError, match="another major version"):
+        run_eval(trained_ws, OPTIONS)
+
+
+def test_cli_eval_prints_headline_with_chance(trained_ws: Workspace) -> None:
+    result = CliRunner().invoke(
+        app, ["eval", "-w", str(trained_ws.root), "--workers", "0", "--mask", "top:0.2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "top-1" in result.output and "chance" in result.output and "median km" in result.output
+    bad = CliRunner().invoke(app, ["eval", "-w", str(trained_ws.root), "--mask", "middle:0.2"])
+    assert bad.exit_code == 1 and bad.output.startswith("Error:")
