@@ -586,7 +586,9 @@ def train(
     ] = "mean",
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="DataLoader workers.", show_default="cores - 1"),
+        typer.Option(
+            "--workers", help="DataLoader workers.", show_default="0 on a CPU, cores - 1 on a GPU"
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
     compile_model: Annotated[
@@ -716,7 +718,10 @@ def eval_(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="DataLoader workers.", show_default="cores - 1")
+        int | None,
+        typer.Option(
+            "--workers", help="DataLoader workers.", show_default="0 on a CPU, cores - 1 on a GPU"
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
@@ -824,6 +829,10 @@ def predict(
         Path | None, typer.Option("--map", help="Also draw the top cells and the point (PNG).")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Decoding processes.", show_default="0-1 on a CPU"),
+    ] = None,
 ) -> None:
     """Where was this photo taken? Top cells, a point and the nearest place.
 
@@ -843,7 +852,7 @@ def predict(
         result = run_predict(
             Workspace(workspace),
             images,
-            PredictOptions(run=run, top_k=top_k, fuse=fuse, device=device),
+            PredictOptions(run=run, top_k=top_k, fuse=fuse, device=device, workers=workers),
         )
         if map_path is not None:
             from geotag.report.prediction import plot_prediction

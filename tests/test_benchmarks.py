@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,27 @@ def test_bench_scrape_quick_prints_its_table() -> None:
     assert "rate 100/s" in out.stdout
     assert "sequential httpx.Client loop" in out.stdout
     assert "geotag / sequential" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "rows"),
+    [
+        ("bench_train.py", ("geotag: JPEGs on disk", "in memory: compute-only limit", "ratio")),
+        ("bench_predict.py", ("geotag predict, folder of JPEGs", "inference-only", "ratio")),
+    ],
+)
+def test_bench_train_and_predict_quick_print_their_tables(
+    script: str, rows: tuple[str, ...]
+) -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    for row in rows:
+        assert row in out.stdout
+    assert ("PASS" in out.stdout) != ("MISS" in out.stdout)

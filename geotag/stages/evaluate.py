@@ -108,7 +108,7 @@ def run_eval(
     from geotag.report import evaluation as plots
     from geotag.stages.grid import load_grid
     from geotag.stages.train import resolve_device
-    from geotag.train.data import default_workers
+    from geotag.train.data import inference_workers
     from geotag.train.runs import open_run
 
     started = time.perf_counter()
@@ -122,7 +122,6 @@ def run_eval(
     cell_km = float(run.config.get("cell_km", 100.0))
     sets = held_out_sets(workspace, run, options.images)
     device = resolve_device(options.device)
-    workers = default_workers() if options.workers is None else options.workers
     root = _image_root(workspace, options.images, next(iter(sets.values())))
     per_image: dict[str, Any] = {}
     per_location: dict[str, Any] = {}
@@ -135,7 +134,8 @@ def run_eval(
         views, frame = _views(frame, groups.to_numpy(), run.views)
         probs, ok = class_probabilities(
             [model], root, views, run.preprocessing, blank=options.mask,
-            batch_size=options.batch_size, workers=workers, device=device,
+            batch_size=options.batch_size, device=device,
+            workers=inference_workers(options.workers, len(views), device),
             progress=progress, task=f"fold {fold}: {len(views):,} images",
         )  # fmt: skip
         unreadable += int((~ok).sum())

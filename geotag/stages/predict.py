@@ -31,6 +31,7 @@ class PredictOptions:
     fuse: bool = False
     batch_size: int = 32
     device: str = "auto"
+    workers: int | None = None  # default: none for a few photos, else one per spare core
 
 
 @dataclass(frozen=True)
@@ -104,17 +105,18 @@ def collect_images(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[str, 
 
 
 def _check_image(path: Path) -> str | None:
-    """Why ``path`` is not a usable image, or None."""
+    """Why ``path`` is not an image, or None. Only the header is read here: the pixels are
+    decoded once, by the loader, which reports a truncated file as undecodable."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()
+        with Image.open(path):
+            pass
     except UnidentifiedImageError:
         return "not an image"
     except (OSError, ValueError, SyntaxError) as exc:
         lines = str(exc).strip().splitlines()
-        return f"cannot decode ({lines[0] if lines else type(exc).__name__})"
+        return f"cannot read ({lines[0] if lines else type(exc).__name__})"
     return None
 
 
@@ -154,6 +156,7 @@ def run_predict(
     from geotag.geo.distance import haversine_km
     from geotag.stages.evaluate import check_major_version
     from geotag.stages.train import resolve_device
+    from geotag.train.data import inference_workers
     from geotag.train.runs import open_run
 
     progress = progress or NullProgress()
@@ -181,14 +184,22 @@ def run_predict(
     if not folds:
         raise InputError(f"run {run.name} has no trained fold yet")
     models = [run.build_model(fold) for fold in folds]
+    device = resolve_device(options.device)
     classes = run.classes
     views = [(str(p.resolve()),) * run.views for p in usable]
     probs, ok = class_probabilities(
         models, Path("/"), views, run.preprocessing, batch_size=options.batch_size,
-        device=resolve_device(options.device), progress=progress,
+        workers=inference_workers(options.workers, len(views), device), device=device,
+        progress=progress,
     )  # fmt: skip
-    bad.extend((str(p), "cannot decode") for p, good in zip(usable, ok, strict=True) if not good)
+    bad.extend(
+        (str(p), "cannot decode (truncated or damaged)")
+        for p, good in zip(usable, ok, strict=True)
+        if not good
+    )
     usable = [p for p, good in zip(usable, ok, strict=True) if good]
+    if not usable:
+        raise InputError("no image could be decoded: " + "; ".join(f"{p}: {w}" for p, w in bad[:3]))
     probs = probs[ok]
     groups: list[tuple[Path, ...]] = [(p,) for p in usable]
     if options.fuse and len(usable) > 1:

@@ -417,7 +417,7 @@ def _train_fold(
     val_idx = np.flatnonzero(folds == fold)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise InputError(f"fold {fold} leaves nothing to train or validate on; use fewer --folds")
-    workers = default_workers() if options.workers is None else options.workers
+    workers = default_workers(device) if options.workers is None else options.workers
     pin = device.type == "cuda"
 
     def dataset(index: np.ndarray, training: bool) -> ImageDataset:

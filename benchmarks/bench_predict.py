@@ -1,0 +1,158 @@
+"""Benchmark ``geotag predict`` over a folder of JPEGs against inference-only throughput.
+
+What it measures, side by side in one run:
+
+1. **predict**: ``run_predict`` on a folder of simulator JPEGs (256 px, as scraped): the
+   header check, decoding, the run's preprocessing, the model, top-k, the predicted point
+   and the offline place lookup, timed end to end after one untimed warm-up run (which
+   pays the one-off imports).
+2. **in memory**: the same model, batch size and resolution on tensors already in memory,
+   under ``torch.no_grad``: the inference-only limit.
+
+Target (issue #6): predict/in-memory >= 0.9 on this CPU for resnet18 at 224 px. The run
+is made by hand (config + freshly initialised weights): speed does not depend on training.
+
+    .venv/bin/python benchmarks/bench_predict.py [--images 256] [--repeats 3]
+    .venv/bin/python benchmarks/bench_predict.py --quick
+
+Prints machine facts, the table and a PASS/MISS line; always exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from geotag import __version__
+from geotag.sim import World
+from geotag.stages.predict import PredictOptions, run_predict
+from geotag.train.checkpoint import save_best
+from geotag.train.data import preprocessing_for
+from geotag.train.model import create_classifier
+from geotag.train.runs import fold_dir, write_config
+from geotag.workspace import Workspace
+
+TARGET_RATIO = 0.9
+CLASSES = 58  # the original study's India grid
+
+
+def make_photos(folder: Path, count: int) -> None:
+    """Simulator views around Bangalore, 256 px, as a scrape would have saved them."""
+    world = World(0)
+    folder.mkdir(parents=True)
+    made = 0
+    step = 0
+    while made < count:
+        pano = world.nearest(12.5 + (step % 20) * 0.05, 77.0 + (step // 20) * 0.05, 5000)
+        step += 1
+        if pano is None:
+            continue
+        for heading in (0, 90, 180, 270):
+            if made < count:
+                data = world.render(pano.pano_id, heading, 0, 90, 256, 256)
+                (folder / f"{made:05d}.jpg").write_bytes(data)
+                made += 1
+
+
+def make_run(ws: Workspace, model_name: str, size: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_classifier(model_name, CLASSES, pretrained=False).eval()
+    pre = preprocessing_for(model, size, None)
+    folder = ws.run_dir("bench")
+    fold_dir(folder, 0).mkdir(parents=True)
+    save_best(model, fold_dir(folder, 0), {"model": model_name})
+    write_config(
+        folder,
+        {
+            "model": model_name,
+            "views": 1,
+            "classes": list(range(CLASSES)),
+            "centre_lat": [8.0 + 0.5 * i for i in range(CLASSES)],
+            "centre_lon": [70.0 + 0.4 * i for i in range(CLASSES)],
+            "preprocessing": pre.to_json(),
+            "folds_trained": [0],
+            "geotag_version": __version__,
+        },
+    )
+    return model
+
+
+def in_memory_rate(model: torch.nn.Module, size: int, batch: int, images: int) -> float:
+    x = torch.randn(batch, 3, size, size)
+    with torch.no_grad():
+        model(x)
+        steps = max(1, images // batch)
+        started = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+    return steps * batch / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="small model, few images, 1 run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.model, args.image_size, args.images, args.repeats = "resnet10t", 96, 64, 1
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
+    print(f"python: {platform.python_version()}  torch: {torch.__version__}  device: cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Path(tmp) / "ws")
+        photos = Path(tmp) / "photos"
+        make_photos(photos, args.images)
+        model = make_run(ws, args.model, args.image_size)
+        options = PredictOptions(
+            run="bench", batch_size=args.batch_size, device="cpu", workers=args.workers
+        )
+        print(
+            f"{args.images} JPEGs (256 px); {args.model} at {args.image_size} px, "
+            f"batch {args.batch_size}, {args.repeats} interleaved runs after a warm-up"
+        )
+        run_predict(ws, [photos], options)  # warm-up: imports, place index
+        predict, memory = [], []
+        for repeat in range(args.repeats):
+            for case in ("predict", "memory") if repeat % 2 == 0 else ("memory", "predict"):
+                if case == "predict":
+                    started = time.perf_counter()
+                    result = run_predict(ws, [photos], options)
+                    predict.append(len(result.predictions) / (time.perf_counter() - started))
+                else:
+                    memory.append(
+                        in_memory_rate(model, args.image_size, args.batch_size, args.images)
+                    )
+    p, m = statistics.median(predict), statistics.median(memory)
+    ratio = p / m
+
+    def runs(values: list[float]) -> str:
+        return ", ".join(f"{v:.1f}" for v in values)
+
+    print()
+    header = f"{'case':<40} {'img/s (median)':>15} {'runs':>24}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'geotag predict, folder of JPEGs':<40} {p:>15.1f} {runs(predict):>24}")
+    print(f"{'in memory: inference-only limit':<40} {m:>15.1f} {runs(memory):>24}")
+    print(f"{'ratio predict / in memory':<40} {ratio:>15.2f}")
+    verdict = "PASS" if ratio >= TARGET_RATIO else "MISS"
+    print(
+        f"\n{verdict}  predict ratio >= {TARGET_RATIO} ({ratio:.2f}) "
+        f"for {args.model} at {args.image_size} px"
+    )
+
+
+if __name__ == "__main__":
+    main()
