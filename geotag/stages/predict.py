@@ -116,7 +116,7 @@ def _check_image(path: Path) -> str | None:
         return "not an image"
     except (OSError, ValueError, SyntaxError) as exc:
         lines = str(exc).strip().splitlines()
-        return f"cannot read ({lines[0] if lines else type(exc).__name__})"
+        return f"cannot decode ({lines[0] if lines else type(exc).__name__})"
     return None
 
 

@@ -222,3 +222,24 @@ def test_cli_train_prints_epochs_and_summary(train_ws: Workspace) -> None:
     assert again.exit_code == 1
     assert again.output.strip().startswith("Error:") and "--resume" in again.output
     assert "Traceback" not in again.output
+
+
+def test_patience_stops_a_run_that_no_longer_improves(tmp_path: Path) -> None:
+    from geotag.train.classes import ClassMap
+    from geotag.train.distributed import Ranks
+    from geotag.train.loop import FoldData, FoldTrainer, LoopSettings
+
+    data = FoldData(train=[None] * 4, val=[None], train_sampler=None, train_latlon=None,
+                    val_latlon=None)  # type: ignore[arg-type]  # fmt: skip
+    trainer = FoldTrainer(
+        torch.nn.Linear(2, 3), data, ClassMap((0, 1, 2), (0.0, 1.0, 2.0), (0.0, 1.0, 2.0)),
+        LoopSettings(epochs=10, lr=1e-3, patience=2), torch.device("cpu"), Ranks(), tmp_path,
+        0, {},
+    )  # fmt: skip
+    top1 = iter([0.1, 0.3, 0.2, 0.3, 0.9, 0.95])  # a tie is no gain
+    trainer._train_epoch = lambda epoch, progress: (1.0, 10.0, 0)  # type: ignore[method-assign]
+    trainer._validate = lambda epoch, progress: (1.0, next(top1), 0.5, 100.0, 0)  # type: ignore[method-assign]
+    outcome = trainer.run()
+    assert outcome.stopped_early and outcome.best_epoch == 2
+    assert [row["val_top1"] for row in outcome.history] == [0.1, 0.3, 0.2, 0.3]
+    assert (tmp_path / "model.safetensors").is_file()
