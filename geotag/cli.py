@@ -20,6 +20,7 @@ from rich.table import Table
 
 from geotag import __version__
 from geotag.errors import GeotagError
+from geotag.explain.cam import METHOD_NAMES
 from geotag.geo.grid import DEFAULT_MIN_REGION_FRACTION, SHAPES
 from geotag.geo.sample import DEFAULT_SEED
 from geotag.workspace import Workspace
@@ -891,6 +892,135 @@ def predict(
             )
     if map_path is not None:
         console.print(f"Map: {map_path}")
+
+
+# -- geotag explain ----------------------------------------------------------------------
+
+MethodChoice = enum.Enum(  # type: ignore[misc]
+    "MethodChoice", {name: name for name in METHOD_NAMES}, type=str
+)
+
+
+class FailOn(str, enum.Enum):
+    never = "never"
+    suspect = "suspect"
+    shortcut = "shortcut"
+
+
+@app.command()
+def explain(
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Photos or folders to explain (not needed with --audit).", show_default=False
+        ),
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+    run: Annotated[
+        str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
+    ] = None,
+    method: Annotated[
+        MethodChoice,  # type: ignore[valid-type]
+        typer.Option("--method", help="pytorch-grad-cam method."),
+    ] = MethodChoice.gradcam,  # type: ignore[attr-defined]
+    target: Annotated[
+        str, typer.Option("--target", help="'predicted', or a cell id to explain.")
+    ] = "predicted",
+    layer: Annotated[
+        str | None,
+        typer.Option("--layer", help="Target layer name.", show_default="the last feature stage"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for overlays.", show_default="runs/<name>/explain"),
+    ] = None,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="Audit the run's held-out images for a shortcut.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", help="Audit at most this many images.")] = 500,
+    band: Annotated[
+        str, typer.Option("--band", help="Band the audit tests, side:fraction.")
+    ] = "bottom:0.1",
+    test_images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Audit a separate test set (images.parquet)."),
+    ] = None,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 3 when the verdict is at least this.")
+    ] = FailOn.never,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Grad-CAM heatmaps for photos, or --audit: does the model cheat?
+
+    The audit measures the heat in a band (default: the bottom tenth, where user
+    photospheres print the photographer's name), what blanking the band costs against an
+    equal-area control band, what the band alone scores, and whether the copyright
+    strings predict the cell; its verdict is PASS, SUSPECT or SHORTCUT.
+    Writes runs/<name>/explain/ (overlays; audit.json, audit.md and pictures).
+
+    Example:
+
+        geotag explain -w india photo.jpg --method gradcam++
+
+        geotag explain -w india --audit --fail-on shortcut
+    """
+    from geotag.stages.explain import AuditOptions, ExplainOptions, run_audit, run_explain
+    from geotag.train.bands import parse_band
+
+    with reporting_errors():
+        if not audit:
+            if not images:
+                from geotag.errors import InputError
+
+                raise InputError("name photos to explain, or pass --audit")
+            with console.status("explaining…") as status:
+                result = run_explain(
+                    Workspace(workspace), images,
+                    ExplainOptions(run=run, method=method.value, target=target, layer=layer,
+                                   out=out, device=device),
+                    progress=RichProgress(status),
+                )  # fmt: skip
+        else:
+            options = AuditOptions(run=run, images=test_images, limit=limit,
+                                   band=parse_band(band), method=method.value, layer=layer,
+                                   device=device)  # fmt: skip
+            with console.status("auditing…") as status:
+                report = run_audit(Workspace(workspace), options, progress=RichProgress(status))
+    if not audit:
+        for path, why in result.bad:
+            err_console.print(f"[yellow]Skipped[/yellow] {path}: {why}", highlight=False,
+                              soft_wrap=True)  # fmt: skip
+        table = Table(title=f"{result.method}, run {result.run}", title_justify="left")
+        for column in ("image", "top-3 cells", "heat top/mid/bottom", "overlay"):
+            table.add_column(column)
+        for item in result.images:
+            table.add_row(
+                Path(item.path).name,
+                ", ".join(f"{c} {p:.0%}" for c, p in item.top3),
+                " / ".join(f"{v:.0%}" for v in item.thirds),
+                str(item.overlay) if item.overlay else "[red]all-zero map: nothing saved[/red]",
+            )
+        console.print(table)
+        return
+    colour = {"PASS": "green", "SUSPECT": "yellow", "SHORTCUT": "red"}[report.verdict]
+    console.print(f"[bold {colour}]{report.verdict}[/bold {colour}] (run {report.run})")
+    for reason in report.reasons:
+        console.print(f"  - {reason}", highlight=False)
+    conditions = report.figures["ablation"]["conditions"]
+    table = Table(title="masking ablation", title_justify="left")
+    for column in ("condition", "top-1", "95% interval", "median km"):
+        table.add_column(column, justify="right")
+    for name, values in conditions.items():
+        low, high = values["accuracy_ci"]
+        table.add_row(name.replace("_", " "), f"{values['accuracy']:.1%}",
+                      f"{low:.1%} to {high:.1%}", f"{values['median_km']:,.0f}")  # fmt: skip
+    console.print(table)
+    console.print(f"Next: {report.next_step}.", highlight=False)
+    console.print(f"Report: {report.folder / 'audit.md'} ({report.seconds:.0f} s).")
+    order = ["PASS", "SUSPECT", "SHORTCUT"]
+    threshold = {"never": 99, "suspect": 1, "shortcut": 2}[fail_on.value]
+    if order.index(report.verdict) >= threshold:
+        raise typer.Exit(code=3)
 
 
 # -- geotag sim -------------------------------------------------------------------------

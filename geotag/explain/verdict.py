@@ -1,0 +1,67 @@
+"""PASS, SUSPECT or SHORTCUT: the audit's verdict from documented thresholds.
+
+SHORTCUT: blanking the band costs at least ``EXCESS_DROP`` more top-1 accuracy than
+    blanking an equal-area control band, with the 95% interval of that excess above zero,
+    AND the band alone scores above chance (interval above chance). Both together mean
+    the model reads the band and the band carries the answer.
+SUSPECT: any one warning sign: the excess drop's interval is above zero but small; the
+    band alone beats chance; the heat looks at the band (mean band mass at least twice
+    its area share, or at least a quarter of the images or of the classes above that);
+    or the copyright strings predict the cell (the data leaks before any model sees it).
+PASS: none of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXCESS_DROP = 0.05
+HEAT_RATIO = 2.0
+HEAT_SHARE = 0.25
+
+NEXT_STEPS = {
+    "SHORTCUT": "retrain with `geotag train --mask-bottom 0.1` (the band's fraction), or "
+    "rescrape with `--source outdoor` to leave user photospheres out; then audit again",
+    "SUSPECT": "look at the contact sheet and the per-class figures; if the band carries "
+    "names or logos, retrain with --mask-bottom or filter those images",
+    "PASS": "no sign of a shortcut in this band; audit other bands (--band top:0.1) to be sure",
+}
+
+
+def decide(
+    ablation: dict[str, Any], heat: dict[str, Any], leak: dict[str, Any] | None
+) -> tuple[str, list[str]]:
+    """The verdict and the reasons behind it, one line each."""
+    reasons: list[str] = []
+    excess_low = ablation["excess_drop_ci"][0]
+    band_only = ablation["conditions"]["band_only"]
+    chance = ablation["chance"]
+    reads_band = excess_low > 0
+    big_excess = ablation["excess_drop"] >= EXCESS_DROP
+    band_informs = band_only["accuracy_ci"][0] > chance
+    if reads_band:
+        reasons.append(
+            f"blanking the band costs {ablation['excess_drop']:.1%} more accuracy than the "
+            f"control band (95% CI {excess_low:.1%} to {ablation['excess_drop_ci'][1]:.1%})"
+        )
+    if band_informs:
+        reasons.append(
+            f"the band alone scores {band_only['accuracy']:.1%} top-1 against chance {chance:.1%}"
+        )
+    if reads_band and big_excess and band_informs:
+        return "SHORTCUT", reasons
+    mean_mass = (heat.get("band_mass") or {}).get("mean")
+    ratio = mean_mass / heat["area_share"] if mean_mass is not None else 0.0
+    if ratio >= HEAT_RATIO:
+        reasons.append(f"mean heat in the band is {ratio:.1f}x its area share")
+    if (heat.get("share_above") or 0.0) >= HEAT_SHARE:
+        reasons.append(f"{heat['share_above']:.0%} of images put over {HEAT_RATIO:g}x heat there")
+    classes = heat.get("classes") or {}
+    if (classes.get("share_above") or 0.0) >= HEAT_SHARE:
+        reasons.append(f"{classes['share_above']:.0%} of classes look mostly at the band")
+    if leak is not None and leak.get("leaks"):
+        reasons.append(
+            f"copyright strings predict the cell ({leak['accuracy']:.1%} vs baseline "
+            f"{leak['baseline']:.1%}): the data leaks location before any model sees it"
+        )
+    return ("SUSPECT" if reasons else "PASS"), reasons

@@ -1,0 +1,382 @@
+"""The ``explain`` stage: Grad-CAM for photos, and the audit that catches a cheating model.
+
+``run_explain`` saves an overlay per photo. ``run_audit`` measures, on held-out images,
+where the model looks (heat in a band), what the band is worth (masking ablation against
+an equal-area control band, and the band alone), and whether the copyright strings give
+the location away, then gives a verdict (see ``geotag.explain.verdict``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geotag.errors import InputError
+from geotag.progress import NullProgress, Progress
+from geotag.train.bands import Band
+from geotag.workspace import Workspace
+
+if TYPE_CHECKING:
+    import torch
+
+    from geotag.train.data import Preprocessing
+
+OPPOSITE = {"bottom": "top", "top": "bottom", "left": "right", "right": "left"}
+CONTACT_SHEET = 18
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    run: str | None = None
+    method: str = "gradcam"
+    target: str = "predicted"  # or a cell id
+    layer: str | None = None
+    out: Path | None = None  # default runs/<name>/explain/
+    batch_size: int = 16
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class Explained:
+    path: str
+    overlay: Path | None  # None when the map carried no heat
+    top3: tuple[tuple[int, float], ...]
+    thirds: tuple[float, float, float]  # share of heat: top, middle, bottom
+    all_zero: bool
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    run: str
+    method: str
+    images: tuple[Explained, ...]
+    bad: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    run: str | None = None
+    images: Path | None = None
+    limit: int = 500
+    band: Band = field(default_factory=lambda: Band("bottom", 0.1))
+    method: str = "gradcam"
+    layer: str | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    run: str
+    verdict: str
+    reasons: tuple[str, ...]
+    next_step: str
+    figures: dict[str, Any]
+    folder: Path
+    files: tuple[Path, ...]
+    seconds: float
+
+
+def _picture(tensor: torch.Tensor, pre: Preprocessing) -> np.ndarray:
+    """The model's input back as the uint8 RGB picture it saw."""
+    mean = np.asarray(pre.mean)[:, None, None]
+    std = np.asarray(pre.std)[:, None, None]
+    pixels = (tensor.detach().cpu().numpy() * std + mean).clip(0, 1)
+    return (pixels.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+
+
+def _loader(root: Path, paths: Sequence[str], pre: Preprocessing, batch_size: int) -> Any:
+    from geotag.train.data import EpochSampler, ImageDataset, build_transform, make_loader
+
+    dataset = ImageDataset(
+        root, [(p,) for p in paths], [0] * len(paths), pre, build_transform(pre, False)
+    )
+    sampler = EpochSampler(len(paths), shuffle=False, seed=0)
+    return make_loader(dataset, sampler, batch_size, 0, training=False)
+
+
+def run_explain(
+    workspace: Workspace,
+    images: Sequence[Path],
+    options: ExplainOptions,
+    *,
+    progress: Progress | None = None,
+) -> ExplainResult:
+    """Overlay PNGs (photo, heatmap, top-3 cells) for each photo, in ``options.out``."""
+    from geotag.explain.cam import compute_cams
+    from geotag.explain.heat import thirds
+    from geotag.explain.overlay import save_overlay
+    from geotag.stages.evaluate import check_major_version
+    from geotag.stages.predict import _check_image, collect_images
+    from geotag.train.runs import open_run
+
+    progress = progress or NullProgress()
+    run = open_run(workspace, options.run)
+    check_major_version(run)
+    files, bad = collect_images(images)
+    usable = []
+    for path in files:
+        why = _check_image(path)
+        if why:
+            bad.append((str(path), why))
+        else:
+            usable.append(path)
+    if not usable:
+        reasons = "; ".join(f"{p}: {why}" for p, why in bad[:3]) or "no image given"
+        raise InputError(f"no image to explain: {reasons}")
+    classes = run.classes
+    target: int | None = None
+    if options.target != "predicted":
+        try:
+            target = int(classes.index_of([int(options.target)])[0])
+        except ValueError:
+            raise InputError(
+                f"--target must be 'predicted' or a cell id; got {options.target!r}"
+            ) from None
+        if target < 0:
+            raise InputError(f"cell {options.target} is not one of run {run.name}'s classes")
+    fold = run.trained_folds()[0] if run.trained_folds() else 0
+    model = run.build_model(fold)
+    pre = run.preprocessing
+    out = Path(options.out) if options.out else run.folder / "explain"
+    out.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray(classes.cell_ids)
+    done: list[Explained] = []
+    paths = [str(p.resolve()) for p in usable]
+    progress.start(f"explaining {len(paths)} image(s)", len(paths))
+    for batch in _loader(Path("/"), paths, pre, options.batch_size):
+        if len(batch.indices) == 0:
+            continue
+        targets = None if target is None else [target] * len(batch.indices)
+        result = compute_cams(model, batch.images, targets, options.method, options.layer)
+        shares = thirds(result.maps)
+        for row, index in enumerate(batch.indices.tolist()):
+            path = Path(paths[index])
+            order = np.argsort(-result.probabilities[row])[:3]
+            top3 = tuple((int(ids[k]), float(result.probabilities[row, k])) for k in order)
+            title = "  ".join(f"cell {c}: {p:.0%}" for c, p in top3)
+            zero = bool(result.all_zero[row])
+            overlay = None
+            if not zero:
+                overlay = save_overlay(
+                    out / f"{path.stem}-{options.method}.png",
+                    _picture(batch.images[row], pre),
+                    result.maps[row],
+                    f"{path.name} ({options.method})\n{title}",
+                )
+            a, b, c = (float(v) for v in shares[row])
+            done.append(Explained(str(path), overlay, top3, (a, b, c), zero))
+            progress.advance()
+    decoded = {e.path for e in done}
+    bad.extend((p, "cannot decode") for p in paths if p not in decoded)
+    return ExplainResult(run.name, options.method, tuple(done), tuple(bad))
+
+
+def run_audit(
+    workspace: Workspace, options: AuditOptions, *, progress: Progress | None = None
+) -> AuditResult:
+    import pandas as pd
+
+    from geotag.dataset import read_images
+    from geotag.evaluate.inference import class_probabilities
+    from geotag.explain import ablation, heat, verdict
+    from geotag.explain.cam import compute_cams
+    from geotag.explain.metadata import copyright_leak
+    from geotag.explain.overlay import save_contact_sheet, save_mean_cam
+    from geotag.stages.evaluate import _image_root, check_major_version, held_out_sets
+    from geotag.stages.train import resolve_device
+    from geotag.train.runs import open_run
+
+    started = time.perf_counter()
+    progress = progress or NullProgress()
+    if options.limit < 10:
+        raise InputError(f"--limit must be at least 10 images; got {options.limit}")
+    run = open_run(workspace, options.run)
+    check_major_version(run)
+    sets = held_out_sets(workspace, run, options.images)
+    fold = min(sets)
+    frame = sets[fold]
+    if len(frame) > options.limit:
+        frame = frame.sample(options.limit, random_state=options.seed).sort_index()
+    frame = frame.reset_index(drop=True)
+    root = _image_root(workspace, options.images, frame)
+    model = run.build_model(fold)
+    pre = run.preprocessing
+    classes = run.classes
+    centre_lat, centre_lon = classes.centres()
+    true_class = classes.index_of(frame["cell_id"])
+    device = resolve_device(options.device)
+    paths = [str(p) for p in frame["path"]]
+    band = options.band
+    control = Band(OPPOSITE[band.side], band.fraction)
+
+    # 1. Heat in the band.
+    size = pre.input_size
+    masses = np.full(len(paths), np.nan)
+    hits = np.zeros(len(paths), dtype=bool)
+    mean_map = np.zeros((size, size))
+    per_class_maps: dict[int, np.ndarray] = {}
+    per_class_count: dict[int, int] = {}
+    tiles: list[tuple[float, np.ndarray, np.ndarray, str]] = []
+    progress.start("Grad-CAM over held-out images", len(paths))
+    for batch in _loader(root, paths, pre, options.batch_size):
+        if len(batch.indices) == 0:
+            continue
+        result = compute_cams(model, batch.images, None, options.method, options.layer)
+        rows = batch.indices.numpy()
+        masses[rows] = heat.band_mass(result.maps, band)
+        hits[rows] = heat.pointing_game(result.maps, band)
+        for row, index in enumerate(rows):
+            if result.all_zero[row]:
+                continue
+            cam = result.maps[row]
+            mean_map += cam
+            cell = int(frame["cell_id"].iloc[index])
+            per_class_maps[cell] = per_class_maps.get(cell, 0) + cam
+            per_class_count[cell] = per_class_count.get(cell, 0) + 1
+            tiles.append(
+                (float(masses[index]), _picture(batch.images[row], pre), cam,
+                 f"cell {cell}, {masses[index]:.0%} in band")
+            )  # fmt: skip
+            tiles = sorted(tiles, key=lambda t: -t[0])[:CONTACT_SHEET]
+        progress.advance(len(rows))
+    area = heat.band_area_share(band, size, size)
+    heat_figures = heat.heat_summary(masses, area, frame["cell_id"].to_numpy(), hits=hits)
+
+    # 2. Masking ablation.
+    conditions = {
+        "full": {},
+        "band_blanked": {"blank": band},
+        "control_blanked": {"blank": control},
+        "band_only": {"blank": band, "keep_only": True},
+    }
+    correct, errors = {}, {}
+    for name, kwargs in conditions.items():
+        probs, ok = class_probabilities(
+            [model], root, [(p,) for p in paths], pre, batch_size=options.batch_size,
+            device=device, progress=progress, task=f"ablation: {name.replace('_', ' ')}",
+            **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        probs = np.where(ok[:, None], probs, 1.0 / len(classes))
+        correct[name], errors[name] = ablation.correct_and_errors(
+            probs, true_class, frame["lat"].to_numpy(), frame["lon"].to_numpy(), centre_lat,
+            centre_lon,
+        )  # fmt: skip
+    ablation_figures = ablation.ablation_figures(correct, errors, 1.0 / len(classes), options.seed)
+    ablation_figures["band"], ablation_figures["control"] = str(band), str(control)
+
+    # 3. Does the metadata leak? Over every image of the dataset, before any model.
+    table = read_images(workspace) if options.images is None else pd.read_parquet(options.images)
+    groups = table["group"].fillna(table["pano_id"]).fillna(table["path"]).astype(str)
+    leak = None
+    if groups.nunique() >= 2:
+        leak = copyright_leak(
+            table["copyright"].tolist(), table["cell_id"].tolist(), groups=groups.tolist(),
+            seed=options.seed,
+        )  # fmt: skip
+
+    outcome, reasons = verdict.decide(ablation_figures, heat_figures, leak)
+    out = run.folder / "explain"
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "mean_cam.png", out / "top_band_heat.png", out / "mean_cam_per_class.png"]
+    measured = int(np.isfinite(masses).sum())
+    save_mean_cam(files[0], mean_map / max(measured, 1),
+                  f"mean Grad-CAM over {measured} images, band {band}", band)  # fmt: skip
+    if tiles:
+        save_contact_sheet(files[1], [(t[1], t[2], t[3]) for t in tiles])
+    else:
+        files.remove(out / "top_band_heat.png")
+    grey = np.full((size, size, 3), 128, np.uint8)
+    class_tiles = [
+        (grey, per_class_maps[c] / per_class_count[c], f"cell {c} (n={per_class_count[c]})")
+        for c in sorted(per_class_maps)
+    ]
+    if class_tiles:
+        save_contact_sheet(files[2], class_tiles[:60], columns=8)
+    else:
+        files.remove(out / "mean_cam_per_class.png")
+    figures = {
+        "verdict": outcome,
+        "reasons": reasons,
+        "next_step": verdict.NEXT_STEPS[outcome],
+        "run": run.name,
+        "fold": fold,
+        "images": len(paths),
+        "method": options.method,
+        "band": str(band),
+        "thresholds": {
+            "excess_drop": verdict.EXCESS_DROP,
+            "heat_ratio": verdict.HEAT_RATIO,
+            "heat_share": verdict.HEAT_SHARE,
+        },
+        "heat": heat_figures,
+        "ablation": ablation_figures,
+        "metadata": leak,
+    }
+    from geotag.atomic import write_text
+
+    write_text(out / "audit.json", json.dumps(figures, indent=2) + "\n")
+    write_text(out / "audit.md", audit_markdown(figures, [f.name for f in files]))
+    files = [out / "audit.json", out / "audit.md", *files]
+    return AuditResult(
+        run.name, outcome, tuple(reasons), verdict.NEXT_STEPS[outcome], figures, out,
+        tuple(files), time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def audit_markdown(figures: dict[str, Any], pictures: list[str]) -> str:
+    a = figures["ablation"]
+    h = figures["heat"]
+    c = a["conditions"]
+    lines = [
+        f"# Shortcut audit of run `{figures['run']}`: **{figures['verdict']}**",
+        "",
+        f"Band `{figures['band']}`, control `{a['control']}`, {figures['images']} held-out "
+        f"images of fold {figures['fold']}, {figures['method']}.",
+        "",
+        *(f"- {r}" for r in figures["reasons"] or ["no warning sign"]),
+        "",
+        f"**Next:** {figures['next_step']}.",
+        "",
+        "## Masking ablation (top-1, 95% paired bootstrap intervals)",
+        "",
+        "| condition | top-1 | interval | median km |",
+        "|---|---:|---|---:|",
+        *(
+            f"| {name.replace('_', ' ')} | {v['accuracy']:.1%} | "
+            f"{v['accuracy_ci'][0]:.1%} to {v['accuracy_ci'][1]:.1%} | {v['median_km']:,.0f} |"
+            for name, v in c.items()
+        ),
+        "",
+        f"Chance {a['chance']:.1%}. Blanking the band costs {a['drop_band']:.1%}, the control "
+        f"{a['drop_control']:.1%}; excess {a['excess_drop']:.1%} "
+        f"({a['excess_drop_ci'][0]:.1%} to {a['excess_drop_ci'][1]:.1%}).",
+        "",
+        "## Heat in the band",
+        "",
+        f"The band is {h['area_share']:.0%} of the picture. Mean share of heat in it: "
+        f"{(h['band_mass']['mean'] or 0):.1%}; images with more than {h['ratio']:g}x its area "
+        f"share: {(h['share_above'] or 0):.1%}; classes where most images do: "
+        f"{(h.get('classes', {}).get('share_above') or 0):.1%}. Pointing game: "
+        f"{(h.get('pointing_game', {}).get('hit_rate') or 0):.1%} (chance {h['area_share']:.1%}).",
+        "",
+    ]
+    leak = figures.get("metadata")
+    if leak:
+        lines += [
+            "## Metadata",
+            "",
+            f"Copyright strings predict the cell with {leak['accuracy']:.1%} accuracy "
+            f"(baseline {leak['baseline']:.1%}, p = {leak['p_value']:.3f}): "
+            f"{'they leak the location' if leak['leaks'] else 'no leak'}.",
+            "",
+        ]
+    lines += ["## Pictures", "", *(f"![{p}]({p})" for p in pictures), ""]
+    return "\n".join(lines)
