@@ -58,6 +58,11 @@ WorkspaceOption = Annotated[
     ),
 ]
 
+RunOption = Annotated[
+    str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+
 
 class RichProgress:
     """The library's Progress, shown as a rich spinner with the current task's name."""
@@ -591,7 +596,7 @@ def train(
             "--workers", help="DataLoader workers.", show_default="0 on a CPU, cores - 1 on a GPU"
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (GPU; slow start).")
     ] = False,
@@ -702,9 +707,7 @@ def train(
 @app.command("eval")
 def eval_(
     workspace: WorkspaceOption = Path("."),
-    run: Annotated[
-        str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
-    ] = None,
+    run: RunOption = None,
     images: Annotated[
         Path | None,
         typer.Option("--images", help="A separate test set (an images.parquet table)."),
@@ -724,7 +727,7 @@ def eval_(
             "--workers", help="DataLoader workers.", show_default="0 on a CPU, cores - 1 on a GPU"
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Score a trained run: accuracy, km errors, GeoScore, confusion matrix and maps.
 
@@ -816,9 +819,7 @@ def predict(
         list[Path], typer.Argument(help="Photos, or folders of photos.", show_default=False)
     ],
     workspace: WorkspaceOption = Path("."),
-    run: Annotated[
-        str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
-    ] = None,
+    run: RunOption = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Cells to list per photo.")] = 5,
     fuse: Annotated[
         bool, typer.Option("--fuse", help="Treat all photos as views of one place.")
@@ -829,7 +830,7 @@ def predict(
     map_path: Annotated[
         Path | None, typer.Option("--map", help="Also draw the top cells and the point (PNG).")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
     workers: Annotated[
         int | None,
         typer.Option("--workers", help="Decoding processes.", show_default="0-1 on a CPU"),
@@ -916,9 +917,7 @@ def explain(
         ),
     ] = None,
     workspace: WorkspaceOption = Path("."),
-    run: Annotated[
-        str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
-    ] = None,
+    run: RunOption = None,
     method: Annotated[
         MethodChoice,  # type: ignore[valid-type]
         typer.Option("--method", help="pytorch-grad-cam method."),
@@ -948,7 +947,7 @@ def explain(
     fail_on: Annotated[
         FailOn, typer.Option("--fail-on", help="Exit 3 when the verdict is at least this.")
     ] = FailOn.never,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Grad-CAM heatmaps for photos, or --audit: does the model cheat?
 
