@@ -35,6 +35,9 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_grid.py
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_scrape.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_explain.py
 
 # Minutes: is the simulated world learnable, but not trivially, and is its shortcut real?
 calibrate: $(INSTALLED)

@@ -48,6 +48,7 @@ def test_bench_scrape_quick_prints_its_table() -> None:
     [
         ("bench_train.py", ("geotag: JPEGs on disk", "in memory: compute-only limit", "ratio")),
         ("bench_predict.py", ("geotag predict, folder of JPEGs", "inference-only", "ratio")),
+        ("bench_explain.py", ("forward + backward", "Grad-CAM", "audit over 100 images")),
     ],
 )
 def test_bench_train_and_predict_quick_print_their_tables(
