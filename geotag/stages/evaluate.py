@@ -122,7 +122,7 @@ def run_eval(
     cell_km = float(run.config.get("cell_km", 100.0))
     sets = held_out_sets(workspace, run, options.images)
     device = resolve_device(options.device)
-    root = _image_root(workspace, options.images, next(iter(sets.values())))
+    root = image_root(workspace, options.images, next(iter(sets.values())))
     per_image: dict[str, Any] = {}
     per_location: dict[str, Any] = {}
     rows: list[pd.DataFrame] = []
@@ -187,7 +187,7 @@ def run_eval(
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
 
 
-def _image_root(workspace: Workspace, images_file: Path | None, frame: pd.DataFrame) -> Path:
+def image_root(workspace: Workspace, images_file: Path | None, frame: pd.DataFrame) -> Path:
     """Where relative image paths start: the workspace, or for a separate test set whose
     paths are not under the workspace, the folder of its table."""
     if images_file is None or (workspace.root / str(frame["path"].iloc[0])).exists():

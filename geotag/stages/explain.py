@@ -114,7 +114,7 @@ def run_explain(
     from geotag.explain.heat import thirds
     from geotag.explain.overlay import save_overlay
     from geotag.stages.evaluate import check_major_version
-    from geotag.stages.predict import _check_image, collect_images
+    from geotag.stages.predict import collect_images, image_problem
     from geotag.train.runs import open_run
 
     progress = progress or NullProgress()
@@ -123,7 +123,7 @@ def run_explain(
     files, bad = collect_images(images)
     usable = []
     for path in files:
-        why = _check_image(path)
+        why = image_problem(path)
         if why:
             bad.append((str(path), why))
         else:
@@ -190,7 +190,7 @@ def run_audit(
     from geotag.explain.cam import compute_cams
     from geotag.explain.metadata import copyright_leak
     from geotag.explain.overlay import save_contact_sheet, save_mean_cam
-    from geotag.stages.evaluate import _image_root, check_major_version, held_out_sets
+    from geotag.stages.evaluate import check_major_version, held_out_sets, image_root
     from geotag.stages.train import resolve_device
     from geotag.train.runs import open_run
 
@@ -206,7 +206,7 @@ def run_audit(
     if len(frame) > options.limit:
         frame = frame.sample(options.limit, random_state=options.seed).sort_index()
     frame = frame.reset_index(drop=True)
-    root = _image_root(workspace, options.images, frame)
+    root = image_root(workspace, options.images, frame)
     model = run.build_model(fold)
     pre = run.preprocessing
     classes = run.classes

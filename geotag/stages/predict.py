@@ -104,7 +104,7 @@ def collect_images(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[str, 
     return list(dict.fromkeys(files)), bad
 
 
-def _check_image(path: Path) -> str | None:
+def image_problem(path: Path) -> str | None:
     """Why ``path`` is not an image, or None. Only the header is read here: the pixels are
     decoded once, by the loader, which reports a truncated file as undecodable."""
     from PIL import Image, UnidentifiedImageError
@@ -172,7 +172,7 @@ def run_predict(
     progress.start("reading images", len(files))
     usable = []
     for path in files:
-        why = _check_image(path)
+        why = image_problem(path)
         if why is None:
             usable.append(path)
         else:
