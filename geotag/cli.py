@@ -828,7 +828,8 @@ def predict(
         bool, typer.Option("--json", help="One JSON object per line instead of a table.")
     ] = False,
     map_path: Annotated[
-        Path | None, typer.Option("--map", help="Also draw the top cells and the point (PNG).")
+        Path | None,
+        typer.Option("--map", help="Draw the first photo's (or the fused) top cells and point."),
     ] = None,
     device: DeviceOption = "auto",
     workers: Annotated[
