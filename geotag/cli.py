@@ -23,6 +23,7 @@ from geotag.errors import GeotagError
 from geotag.explain.cam import METHOD_NAMES
 from geotag.geo.grid import DEFAULT_MIN_REGION_FRACTION, SHAPES
 from geotag.geo.sample import DEFAULT_SEED
+from geotag.stages.train import TrainOptions
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ WorkspaceOption = Annotated[
         dir_okay=True,
     ),
 ]
+
+#: ``geotag train``'s defaults are the library's, not a copy of them.
+TRAIN_DEFAULTS = TrainOptions()
 
 RunOption = Annotated[
     str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
@@ -533,7 +537,7 @@ def train(
     workspace: WorkspaceOption = Path("."),
     model: Annotated[
         str, typer.Option("--model", help="Any timm architecture name.")
-    ] = "convnext_tiny.fb_in22k_ft_in1k",
+    ] = TRAIN_DEFAULTS.model,
     pretrained: Annotated[
         bool,
         typer.Option(
@@ -549,14 +553,22 @@ def train(
         int | None,
         typer.Option("--image-size", help="Input side in pixels.", show_default="the model's"),
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training folds.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 5e-4,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Passes over the training folds.")
+    ] = TRAIN_DEFAULTS.epochs,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per step.")
+    ] = TRAIN_DEFAULTS.batch_size,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (AdamW).")
+    ] = TRAIN_DEFAULTS.lr,
     patience: Annotated[
         int | None,
         typer.Option("--patience", help="Stop after this many epochs without a better val top-1."),
     ] = None,
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 10,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Cross-validation folds.")
+    ] = TRAIN_DEFAULTS.folds,
     fold: Annotated[
         str, typer.Option("--fold", help="Fold to validate on, or 'all' for every fold in turn.")
     ] = "0",
@@ -583,7 +595,7 @@ def train(
     ] = "none",
     tau_km: Annotated[
         float, typer.Option("--tau-km", help="Haversine smoothing temperature, km.")
-    ] = 75.0,
+    ] = TRAIN_DEFAULTS.tau_km,
     views: Annotated[
         int, typer.Option("--views", help="Headings per sample (multi-view training).")
     ] = 1,

@@ -46,6 +46,11 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(IMAGE_COLUMNS)].astype(IMAGE_COLUMNS).reset_index(drop=True)
 
 
+def image_groups(frame: pd.DataFrame) -> pd.Series:
+    """Each image's group as text: its ``group``, else its panorama, else its own path."""
+    return frame["group"].fillna(frame["pano_id"]).fillna(frame["path"]).astype(str)
+
+
 def read_images(workspace: Workspace) -> pd.DataFrame:
     """The workspace's images.parquet, or an empty table when there is none yet."""
     import pandas as pd

@@ -103,6 +103,7 @@ def run_eval(
 ) -> EvalResult:
     import pandas as pd
 
+    from geotag.dataset import image_groups
     from geotag.evaluate import metrics as m
     from geotag.evaluate.inference import class_probabilities
     from geotag.report import evaluation as plots
@@ -130,7 +131,7 @@ def run_eval(
     unreadable = 0
     for fold, frame in sets.items():
         model = run.build_model(fold)
-        groups = frame["group"].fillna(frame["pano_id"]).fillna(frame["path"]).astype(str)
+        groups = image_groups(frame)
         views, frame = _views(frame, groups.to_numpy(), run.views)
         probs, ok = class_probabilities(
             [model], root, views, run.preprocessing, blank=options.mask,

@@ -184,7 +184,7 @@ def run_audit(
 ) -> AuditResult:
     import pandas as pd
 
-    from geotag.dataset import read_images
+    from geotag.dataset import image_groups, read_images
     from geotag.evaluate.inference import class_probabilities
     from geotag.explain import ablation, heat, verdict
     from geotag.explain.cam import compute_cams
@@ -221,6 +221,8 @@ def run_audit(
     size = pre.input_size
     masses = np.full(len(paths), np.nan)
     hits = np.zeros(len(paths), dtype=bool)
+    # The CAM pass's own forward gives the unmasked predictions: no second pass for "full".
+    full = np.full((len(paths), len(classes)), 1.0 / len(classes))
     mean_map = np.zeros((size, size))
     per_class_maps: dict[int, np.ndarray] = {}
     per_class_count: dict[int, int] = {}
@@ -233,6 +235,7 @@ def run_audit(
         rows = batch.indices.numpy()
         masses[rows] = heat.band_mass(result.maps, band)
         hits[rows] = heat.pointing_game(result.maps, band)
+        full[rows] = result.probabilities
         for row, index in enumerate(rows):
             if result.all_zero[row]:
                 continue
@@ -251,20 +254,21 @@ def run_audit(
     heat_figures = heat.heat_summary(masses, area, frame["cell_id"].to_numpy(), hits=hits)
 
     # 2. Masking ablation.
-    conditions = {
-        "full": {},
+    conditions: dict[str, dict[str, Any]] = {
         "band_blanked": {"blank": band},
         "control_blanked": {"blank": control},
         "band_only": {"blank": band, "keep_only": True},
     }
-    correct, errors = {}, {}
+    scored = {"full": full}
     for name, kwargs in conditions.items():
         probs, ok = class_probabilities(
             [model], root, [(p,) for p in paths], pre, batch_size=options.batch_size,
             device=device, progress=progress, task=f"ablation: {name.replace('_', ' ')}",
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )  # fmt: skip
-        probs = np.where(ok[:, None], probs, 1.0 / len(classes))
+        scored[name] = np.where(ok[:, None], probs, 1.0 / len(classes))
+    correct, errors = {}, {}
+    for name, probs in scored.items():
         correct[name], errors[name] = ablation.correct_and_errors(
             probs, true_class, frame["lat"].to_numpy(), frame["lon"].to_numpy(), centre_lat,
             centre_lon,
@@ -274,7 +278,7 @@ def run_audit(
 
     # 3. Does the metadata leak? Over every image of the dataset, before any model.
     table = read_images(workspace) if options.images is None else pd.read_parquet(options.images)
-    groups = table["group"].fillna(table["pano_id"]).fillna(table["path"]).astype(str)
+    groups = image_groups(table)
     leak = None
     if groups.nunique() >= 2:
         leak = copyright_leak(

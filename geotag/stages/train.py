@@ -154,7 +154,9 @@ def build_samples(
 ) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray, np.ndarray]:
     """One sample per image, or with ``views`` > 1 one per place: its first V headings
     (repeated when a place has fewer)."""
-    groups = images["group"].fillna(images["pano_id"]).fillna(images["path"]).astype(str)
+    from geotag.dataset import image_groups
+
+    groups = image_groups(images)
     if views == 1:
         return (
             [(str(p),) for p in images["path"]],
