@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= demo-workspace
+# `make demo DEMO_ARGS=--fast` for the three-minute version, `DEMO_ARGS=--fresh` to restart.
+DEMO_ARGS ?=
 
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
@@ -19,8 +21,7 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(BIN)/geotag grid --country India --cell-km 100 -w $(DEMO_DIR)
-	$(BIN)/geotag sample --per-cell 10 -w $(DEMO_DIR)
+	$(BIN)/geotag demo $(DEMO_DIR) $(DEMO_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check geotag tests benchmarks scripts

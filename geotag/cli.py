@@ -23,6 +23,7 @@ from geotag.errors import GeotagError
 from geotag.explain.cam import METHOD_NAMES
 from geotag.geo.grid import DEFAULT_MIN_REGION_FRACTION, SHAPES
 from geotag.geo.sample import DEFAULT_SEED
+from geotag.sim.world import DEFAULT_USER_FRACTION
 from geotag.stages.train import TrainOptions
 from geotag.workspace import Workspace
 
@@ -38,7 +39,7 @@ app = typer.Typer(
     "street-level images, train, evaluate and audit a classifier.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
@@ -64,6 +65,14 @@ TRAIN_DEFAULTS = TrainOptions()
 
 RunOption = Annotated[
     str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
+]
+PhotospheresOption = Annotated[
+    float,
+    typer.Option(
+        "--photospheres",
+        help="Simulator only: the share of panoramas that are user-contributed photospheres, "
+        "with a photographer strip.",
+    ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 
@@ -358,6 +367,7 @@ def scrape(
         str | None, typer.Option("--shard", help="Only points I of N machines, as I/N.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (provider sim).")] = 0,
+    photospheres: PhotospheresOption = DEFAULT_USER_FRACTION,
 ) -> None:
     """Collect street-level images for the workspace's points.
 
@@ -402,6 +412,7 @@ def scrape(
             api_key=key,
             signing_secret=signing_secret,
             sim_seed=seed,
+            sim_photospheres=photospheres,
         )
         columns = (
             *RichProgressBar.get_default_columns()[:2],
@@ -623,7 +634,7 @@ def train(
 ) -> None:
     """Train a timm classifier over the grid cells, cross-validated by location.
 
-    Writes runs/<name>/: config.json, folds.csv and per fold model.safetensors (best by
+    Writes runs/NAME/: config.json, folds.csv and per fold model.safetensors (best by
     validation), last.ckpt and history.csv. Runs data-parallel under torchrun.
 
     Example:
@@ -744,7 +755,7 @@ def eval_(
     """Score a trained run: accuracy, km errors, GeoScore, confusion matrix and maps.
 
     Each fold is scored on its own held-out images, per image and per location (the
-    headings of one place fused). Writes runs/<name>/eval/ (eval-<band>/ with a mask).
+    headings of one place fused). Writes runs/NAME/eval/ (eval-BAND/ with a mask).
 
     Example:
 
@@ -787,9 +798,11 @@ def _print_metrics(metrics: dict[str, object]) -> None:
         mean, std = part["mean"], part["std"]  # type: ignore[index]
         for key in keys:
             mean, std = mean[key], std[key]
+        # One fold has no spread to show.
+        single = len(metrics["folds"]) < 2  # type: ignore[arg-type]
         if percent:
-            return f"{mean:.1%} ± {std:.1%}"
-        return f"{mean:,.0f} ± {std:,.0f}"
+            return f"{mean:.1%}" if single else f"{mean:.1%} ± {std:.1%}"
+        return f"{mean:,.0f}" if single else f"{mean:,.0f} ± {std:,.0f}"
 
     rows: list[tuple[str, tuple[str, ...], bool, str]] = [
         ("top-1", ("top1",), True, f"{chance:.1%}"),
@@ -944,7 +957,7 @@ def explain(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder for overlays.", show_default="runs/<name>/explain"),
+        typer.Option("--out", help="Folder for overlays.", show_default="runs/NAME/explain"),
     ] = None,
     audit: Annotated[
         bool, typer.Option("--audit", help="Audit the run's held-out images for a shortcut.")
@@ -968,7 +981,7 @@ def explain(
     photospheres print the photographer's name), what blanking the band costs against an
     equal-area control band, what the band alone scores, and whether the copyright
     strings predict the cell; its verdict is PASS, SUSPECT or SHORTCUT.
-    Writes runs/<name>/explain/ (overlays; audit.json, audit.md and pictures).
+    Writes runs/NAME/explain/ (overlays; audit.json, audit.md and pictures).
 
     Example:
 
@@ -1018,6 +1031,8 @@ def explain(
     console.print(f"[bold {colour}]{report.verdict}[/bold {colour}] (run {report.run})")
     for reason in report.reasons:
         console.print(f"  - {reason}", highlight=False)
+    if report.data_warning:
+        console.print(f"[yellow]Data:[/yellow] {report.data_warning}.", highlight=False)
     conditions = report.figures["ablation"]["conditions"]
     table = Table(title="masking ablation", title_justify="left")
     for column in ("condition", "top-1", "95% interval", "median km"):
@@ -1033,6 +1048,105 @@ def explain(
     threshold = {"never": 99, "suspect": 1, "shortcut": 2}[fail_on.value]
     if order.index(report.verdict) >= threshold:
         raise typer.Exit(code=3)
+
+
+@app.command()
+def demo(
+    folder: Annotated[
+        Path, typer.Argument(help="Workspace for the demo.", show_default=True)
+    ] = Path("demo-workspace"),
+    fast: Annotated[
+        bool, typer.Option("--fast", help="A smaller demo: about a third of the time.")
+    ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start again: remove an earlier demo in FOLDER first."),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every step.")] = 0,
+) -> None:
+    """The whole story offline, in minutes: catch a model that cheats, fix it.
+
+    Grids a country, scrapes the built-in simulator over real HTTP with user photospheres
+    kept, trains a small CNN, evaluates it, audits it (SHORTCUT: it reads the
+    photographer strip), retrains with the strip masked (PASS), and predicts and explains
+    held-out photos. Runs the same commands a user would type and prints each one first.
+
+    Rerunning in the same folder keeps what is done and goes on; --fresh starts again. A
+    folder that holds anything but a demo is never touched.
+
+    Example:
+
+        geotag demo --fast
+    """
+    import shlex
+    import time
+
+    from geotag import demo as plan
+
+    def run_steps(steps: list[plan.DemoStep], resumed: bool) -> None:
+        for step in steps:
+            command = shlex.join(["geotag", *step.args])
+            console.rule(f"[bold]{step.title}[/bold]", align="left")
+            if resumed and not step.always and plan.is_done(folder, step):
+                console.print(
+                    f"[dim]$ {command}  (done already: skipped)[/dim]",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                continue
+            console.print(f"[bold cyan]$[/bold cyan] {command}", highlight=False, soft_wrap=True)
+            code = app(list(step.args), prog_name="geotag", standalone_mode=False)
+            if code:
+                raise typer.Exit(code=int(code))
+
+    started = time.perf_counter()
+    with reporting_errors():
+        resumed = plan.prepare(folder, fresh=fresh, seed=seed, fast=fast)
+        if resumed:
+            console.print(f"Going on with the demo in {folder} (--fresh starts it again).")
+    run_steps(plan.pipeline_steps(folder, fast=fast, seed=seed), resumed)
+    with reporting_errors():
+        photos = plan.held_out_photos(folder)
+    run_steps(plan.photo_steps(folder, photos), resumed)
+    with reporting_errors():
+        story = plan.read_story(folder)
+    console.rule("[bold]what the demo showed[/bold]", align="left")
+    table = Table(title_justify="left")
+    for column in ("run", "top-1 (chance)", "median km", "audit", "band's excess cost"):
+        table.add_column(column)
+    for run, verdict, top1, km, excess in (
+        (plan.CARELESS_RUN, story.careless_verdict, story.careless_top1,
+         story.careless_median_km, story.careless_excess_drop),
+        (plan.MASKED_RUN, story.masked_verdict, story.masked_top1, story.masked_median_km,
+         story.masked_excess_drop),
+    ):  # fmt: skip
+        table.add_row(run, f"{top1:.1%} ({story.chance:.1%})", f"{km:,.0f}", verdict,
+                      f"{excess:+.1%}")  # fmt: skip
+    console.print(table)
+    if story.holds:
+        console.print(
+            "The careless model read the photographer strip; masked, it passes: its "
+            f"{story.masked_top1:.1%} is the accuracy to report.",
+            highlight=False,
+        )
+    else:
+        err_console.print(
+            "[yellow]Warning:[/yellow] this machine did not reproduce SHORTCUT then PASS; "
+            "see the two audit.md reports.",
+            highlight=False,
+        )
+    files = Table(title=f"what each step wrote, under {folder}", title_justify="left")
+    files.add_column("command")
+    files.add_column("files")
+    for command, written in plan.WRITTEN:
+        files.add_row(f"geotag {command}", written)
+    console.print(files)
+    console.print(
+        f"Pictures: {folder / 'grid.png'}, {folder / 'runs' / plan.CARELESS_RUN / 'explain'}"
+        f", {folder / 'runs' / plan.MASKED_RUN / 'eval'}. "
+        f"Done in {time.perf_counter() - started:.0f} s.",
+        highlight=False,
+    )
 
 
 # -- geotag sim -------------------------------------------------------------------------
@@ -1078,6 +1192,7 @@ def sim_serve(
     latency_ms: Annotated[
         float, typer.Option("--latency-ms", help="Delay before every answer.")
     ] = 0.0,
+    photospheres: PhotospheresOption = DEFAULT_USER_FRACTION,
 ) -> None:
     """Serve the simulated world over the Google Street View Static API.
 
@@ -1090,10 +1205,11 @@ def sim_serve(
         geotag sim serve --port 8080 --key test-key --qps 50
     """
     from geotag.sim.server import SimServer
+    from geotag.sim.world import World
 
     with reporting_errors():
         server = SimServer(
-            seed=seed,
+            World(seed, user_fraction=photospheres),
             host=host,
             port=port,
             key=key,

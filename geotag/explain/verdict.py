@@ -5,10 +5,14 @@ SHORTCUT: blanking the band costs at least ``EXCESS_DROP`` more top-1 accuracy t
     AND the band alone scores above chance (interval above chance). Both together mean
     the model reads the band and the band carries the answer.
 SUSPECT: any one warning sign: the excess drop's interval is above zero but small; the
-    band alone beats chance; the heat looks at the band (mean band mass at least twice
-    its area share, or at least a quarter of the images or of the classes above that);
-    or the copyright strings predict the cell (the data leaks before any model sees it).
+    band alone beats chance; or the heat looks at the band (mean band mass at least twice
+    its area share, or at least a quarter of the images or of the classes above that).
 PASS: none of these.
+
+The verdict judges the model. Whether the copyright strings predict the cell is a finding
+about the data, reported beside it (:func:`data_warning`): masking the band fixes a model
+that reads it, but cannot stop the strings from leaking the location to whoever trains on
+the same images, so the warning stays even when the model passes.
 """
 
 from __future__ import annotations
@@ -28,10 +32,8 @@ NEXT_STEPS = {
 }
 
 
-def decide(
-    ablation: dict[str, Any], heat: dict[str, Any], leak: dict[str, Any] | None
-) -> tuple[str, list[str]]:
-    """The verdict and the reasons behind it, one line each."""
+def decide(ablation: dict[str, Any], heat: dict[str, Any]) -> tuple[str, list[str]]:
+    """The model's verdict and the reasons behind it, one line each."""
     reasons: list[str] = []
     excess_low = ablation["excess_drop_ci"][0]
     band_only = ablation["conditions"]["band_only"]
@@ -59,9 +61,15 @@ def decide(
     classes = heat.get("classes") or {}
     if (classes.get("share_above") or 0.0) >= HEAT_SHARE:
         reasons.append(f"{classes['share_above']:.0%} of classes look mostly at the band")
-    if leak is not None and leak.get("leaks"):
-        reasons.append(
-            f"copyright strings predict the cell ({leak['accuracy']:.1%} vs baseline "
-            f"{leak['baseline']:.1%}): the data leaks location before any model sees it"
-        )
     return ("SUSPECT" if reasons else "PASS"), reasons
+
+
+def data_warning(leak: dict[str, Any] | None) -> str | None:
+    """One line when the images' copyright strings predict their cell, else None."""
+    if leak is None or not leak.get("leaks"):
+        return None
+    return (
+        f"the copyright strings predict the cell ({leak['accuracy']:.1%} vs baseline "
+        f"{leak['baseline']:.1%}): the data leaks location before any model sees it; keep "
+        "photographer strips masked (or user photospheres out) in every model trained on it"
+    )

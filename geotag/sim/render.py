@@ -398,24 +398,26 @@ def _photographer_strip(image: Image.Image, text: str) -> None:
     """The bottom band of a user-contributed photosphere: avatar and photographer's name.
 
     Like the contributor badge of real photospheres, the band carries the photographer's
-    own colour (a dark tint behind their name and a disc with their initial), the same on
-    every image they took: a location cue that is easy for a network to read and says
-    nothing about the scene.
+    own colours (a dark tint behind their name and an avatar disc of another hue with
+    their initial), the same on every image they took: a location cue that is easy for a
+    network to read and says nothing about the scene. Two hues make a photographer's badge
+    tell them apart even where the name is too small to read.
     """
     width, height = image.size
-    band = max(10, round(height * 0.1))
+    band = max(6, round(height * 0.1))
     digest = hashlib.blake2b(text.encode(), digest_size=3).digest()
-    # A vivid hue per photographer, dark enough for white lettering to stay legible.
-    hue, saturation = digest[0] / 255, 0.65 + 0.3 * digest[1] / 255
-    colour = np.array(hsv_to_rgb(hue, saturation, 0.75), dtype=float)
+    # Vivid hues, dark enough for white lettering to stay legible.
+    saturation = 0.65 + 0.3 * digest[2] / 255
+    tint = np.array(hsv_to_rgb(digest[0] / 255, saturation, 0.45), dtype=float)
+    avatar = np.array(hsv_to_rgb(digest[1] / 255, saturation, 0.85), dtype=float)
     draw = ImageDraw.Draw(image)
-    draw.rectangle([0, height - band, width, height], fill=_rgb(colour * 0.6))
+    draw.rectangle([0, height - band, width, height], fill=_rgb(tint))
     pad = max(1, band // 8)
     left = max(2, round(width * 0.02))
     draw.ellipse(
-        [left, height - band + pad, left + band - 2 * pad, height - pad], fill=_rgb(colour)
+        [left, height - band + pad, left + band - 2 * pad, height - pad], fill=_rgb(avatar)
     )
-    font = _font(max(8, round(band * 0.7)))
+    font = _font(max(4, round(band * 0.7)))
     middle = height - band / 2
     initial = text.removeprefix("© ")[:1]
     draw.text(

@@ -78,6 +78,7 @@ class AuditResult:
     verdict: str
     reasons: tuple[str, ...]
     next_step: str
+    data_warning: str | None
     figures: dict[str, Any]
     folder: Path
     files: tuple[Path, ...]
@@ -226,7 +227,7 @@ def run_audit(
     mean_map = np.zeros((size, size))
     per_class_maps: dict[int, np.ndarray] = {}
     per_class_count: dict[int, int] = {}
-    tiles: list[tuple[float, np.ndarray, np.ndarray, str]] = []
+    tiles: list[tuple[float, np.ndarray, np.ndarray, str, str]] = []
     progress.start("Grad-CAM over held-out images", len(paths))
     for batch in _loader(root, paths, pre, options.batch_size):
         if len(batch.indices) == 0:
@@ -246,7 +247,7 @@ def run_audit(
             per_class_count[cell] = per_class_count.get(cell, 0) + 1
             tiles.append(
                 (float(masses[index]), _picture(batch.images[row], pre), cam,
-                 f"cell {cell}, {masses[index]:.0%} in band")
+                 f"cell {cell}, {masses[index]:.0%} in band", paths[index])
             )  # fmt: skip
             tiles = sorted(tiles, key=lambda t: -t[0])[:CONTACT_SHEET]
         progress.advance(len(rows))
@@ -286,13 +287,16 @@ def run_audit(
             seed=options.seed,
         )  # fmt: skip
 
-    outcome, reasons = verdict.decide(ablation_figures, heat_figures, leak)
+    outcome, reasons = verdict.decide(ablation_figures, heat_figures)
+    warning = verdict.data_warning(leak)
     out = run.folder / "explain"
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "mean_cam.png", out / "top_band_heat.png", out / "mean_cam_per_class.png"]
     measured = int(np.isfinite(masses).sum())
     save_mean_cam(files[0], mean_map / max(measured, 1),
                   f"mean Grad-CAM over {measured} images, band {band}", band)  # fmt: skip
+    # The contact sheet's images, by name: where to look first.
+    most_band_heat = [{"path": t[4], "band_mass": t[0]} for t in tiles]
     if tiles:
         save_contact_sheet(files[1], [(t[1], t[2], t[3]) for t in tiles])
     else:
@@ -310,6 +314,7 @@ def run_audit(
         "verdict": outcome,
         "reasons": reasons,
         "next_step": verdict.NEXT_STEPS[outcome],
+        "data_warning": warning,
         "run": run.name,
         "fold": fold,
         "images": len(paths),
@@ -321,6 +326,7 @@ def run_audit(
             "heat_share": verdict.HEAT_SHARE,
         },
         "heat": heat_figures,
+        "most_band_heat": most_band_heat,
         "ablation": ablation_figures,
         "metadata": leak,
     }
@@ -330,7 +336,7 @@ def run_audit(
     write_text(out / "audit.md", audit_markdown(figures, [f.name for f in files]))
     files = [out / "audit.json", out / "audit.md", *files]
     return AuditResult(
-        run.name, outcome, tuple(reasons), verdict.NEXT_STEPS[outcome], figures, out,
+        run.name, outcome, tuple(reasons), verdict.NEXT_STEPS[outcome], warning, figures, out,
         tuple(files), time.perf_counter() - started,
     )  # fmt: skip
 
@@ -345,8 +351,9 @@ def audit_markdown(figures: dict[str, Any], pictures: list[str]) -> str:
         f"Band `{figures['band']}`, control `{a['control']}`, {figures['images']} held-out "
         f"images of fold {figures['fold']}, {figures['method']}.",
         "",
-        *(f"- {r}" for r in figures["reasons"] or ["no warning sign"]),
+        *(f"- {r}" for r in figures["reasons"] or ["no warning sign in the model"]),
         "",
+        *([f"**Data:** {figures['data_warning']}.", ""] if figures.get("data_warning") else []),
         f"**Next:** {figures['next_step']}.",
         "",
         "## Masking ablation (top-1, 95% paired bootstrap intervals)",

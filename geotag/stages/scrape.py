@@ -18,6 +18,7 @@ from geotag.scrape.providers.base import ImageOptions, Point
 from geotag.scrape.registry import PROVIDERS, make_provider
 from geotag.scrape.retry import RetryPolicy
 from geotag.scrape.scraper import LoopSettings, ScrapeCounts, ScrapeLoop, remove_stale_parts
+from geotag.sim.world import DEFAULT_USER_FRACTION
 from geotag.stages.grid import cells_in_plane, load_grid
 from geotag.workspace import Workspace
 
@@ -49,6 +50,7 @@ class ScrapeOptions:
     api_key: str | None = field(default=None, repr=False)
     signing_secret: str | None = field(default=None, repr=False)
     sim_seed: int = 0
+    sim_photospheres: float = DEFAULT_USER_FRACTION
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def settings(self) -> dict[str, object]:
@@ -68,7 +70,11 @@ class ScrapeOptions:
             "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
             "base_url": self.base_url,
             "signed": self.signing_secret is not None,
-        }
+        } | (
+            {"sim_seed": self.sim_seed, "sim_photospheres": self.sim_photospheres}
+            if self.provider == "sim"
+            else {}
+        )
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def run_scrape(
     with contextlib.ExitStack() as stack:
         base_url = options.base_url
         if provider_name == "sim" and base_url is None and not options.dry_run:
-            base_url = stack.enter_context(_simulator(options.sim_seed))
+            base_url = stack.enter_context(_simulator(options.sim_seed, options.sim_photospheres))
         provider = make_provider(
             provider_name, options.image, key, options.signing_secret, base_url
         )
@@ -258,10 +264,11 @@ def _estimate(lookups: int, pending: int, options: ScrapeOptions, priced: bool) 
 
 
 @contextlib.contextmanager
-def _simulator(seed: int) -> Iterator[str]:
+def _simulator(seed: int, photospheres: float) -> Iterator[str]:
     from geotag.sim.server import SimServer
+    from geotag.sim.world import World
 
-    with SimServer(seed=seed) as server:
+    with SimServer(world=World(seed, user_fraction=photospheres)) as server:
         yield server.base_url
 
 

@@ -166,6 +166,18 @@ def test_sim_provider_without_base_url_starts_its_own_simulator(
     assert_complete_and_intact(ws, world)
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_the_built_in_simulator_takes_the_share_of_photospheres(
+    ws: Workspace, share: float
+) -> None:
+    image = ImageOptions(headings=(0.0,), size=SIZE, radius_m=RADIUS_M, source="default")
+    run_scrape(ws, sim_options(None, image=image, sim_photospheres=share))
+    table = pd.read_parquet(ws.images_parquet)
+    by_users = table["copyright"] != "© Google"
+    assert len(table) >= 10 and by_users.mean() == share
+    assert ws.stage_settings("scrape")["sim_photospheres"] == share
+
+
 # -- faults --------------------------------------------------------------------------------
 def test_faults_every_image_arrives_exactly_once_and_intact(ws: Workspace, world: World) -> None:
     with SimServer(world, seed=7, fail_rate=0.3) as server:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from geotag.cli import app
 from geotag.errors import InputError
-from geotag.explain.verdict import decide
+from geotag.explain.verdict import data_warning, decide
 from geotag.stages.explain import AuditOptions, ExplainOptions, run_audit, run_explain
 from geotag.workspace import Workspace
 
@@ -96,13 +96,18 @@ QUIET_HEAT = {
 
 
 def test_verdicts_follow_the_documented_thresholds() -> None:
-    shortcut, reasons = decide(ablation(0.2, 0.1, 0.2), QUIET_HEAT, None)
+    shortcut, reasons = decide(ablation(0.2, 0.1, 0.2), QUIET_HEAT)
     assert shortcut == "SHORTCUT" and len(reasons) == 2
     # The band costs more than the control, but alone it tells nothing: suspect.
-    assert decide(ablation(0.2, 0.1, 0.01), QUIET_HEAT, None)[0] == "SUSPECT"
-    assert decide(ablation(0.0, -0.05, 0.01), QUIET_HEAT, None) == ("PASS", [])
+    assert decide(ablation(0.2, 0.1, 0.01), QUIET_HEAT)[0] == "SUSPECT"
+    assert decide(ablation(0.0, -0.05, 0.01), QUIET_HEAT) == ("PASS", [])
     hot = {**QUIET_HEAT, "band_mass": {"mean": 0.3}}
-    assert decide(ablation(0.0, -0.05, 0.01), hot, None)[0] == "SUSPECT"
+    assert decide(ablation(0.0, -0.05, 0.01), hot)[0] == "SUSPECT"
+
+
+def test_a_leak_in_the_data_is_reported_beside_the_models_verdict() -> None:
+    # Masking fixes the model, not the strings: the warning stays, the verdict passes.
     leak = {"leaks": True, "accuracy": 0.4, "baseline": 0.1}
-    verdict, reasons = decide(ablation(0.0, -0.05, 0.01), QUIET_HEAT, leak)
-    assert verdict == "SUSPECT" and "copyright" in reasons[0]
+    assert "copyright strings predict the cell (40.0% vs baseline 10.0%)" in str(data_warning(leak))
+    assert data_warning({**leak, "leaks": False}) is None
+    assert data_warning(None) is None

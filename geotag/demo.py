@@ -1,0 +1,269 @@
+"""The demo's script: the public commands a newcomer would type, and the story they tell.
+
+A careless collector scrapes the simulator with user-contributed photospheres kept, trains
+a small model, and the audit catches it reading the photographer strip (SHORTCUT); the
+same model retrained with the strip masked passes, at its honest accuracy. This module
+only plans the commands and reads back what they wrote; ``geotag demo`` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from geotag.errors import InputError
+from geotag.workspace import SETTINGS_FILE, Workspace
+
+#: Written first into the demo's folder: only a folder holding it is ever cleaned.
+MARKER = "demo.json"
+CARELESS_RUN = "careless"
+MASKED_RUN = "masked"
+MASK_BOTTOM = 0.12
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is: the full one takes about five minutes on 2 CPU cores, ``--fast``
+    under three. Both are big enough for the careless model to learn the strip."""
+
+    cell_km: float
+    per_cell: int
+    headings: str
+    epochs: int
+    lr: float
+
+
+FULL = DemoSize(cell_km=400, per_cell=40, headings="0,180", epochs=12, lr=4e-3)
+FAST = DemoSize(cell_km=400, per_cell=30, headings="0,180", epochs=7, lr=4e-3)
+
+COUNTRY = "India"
+IMAGE_SIZE = 64
+MODEL = "resnet10t"
+#: A careless collector's dataset: most panoramas are user photospheres with a strip.
+PHOTOSPHERES = 0.8
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One command of the demo: what it does, its arguments, and the files proving it ran."""
+
+    title: str
+    args: tuple[str, ...]
+    outputs: tuple[str, ...]
+    # Steps that cost little (or resume by themselves) run again on a rerun.
+    always: bool = False
+
+
+def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
+    """Make ``folder`` ready for the demo; True when an earlier demo's files are kept.
+
+    ``fresh`` removes an earlier demo's folder first. A folder that holds anything but a
+    demo is never touched: the demo would mix its files with the user's.
+    """
+    marker = folder / MARKER
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; choose a folder for the demo")
+    has_files = folder.is_dir() and any(folder.iterdir())
+    if has_files and not marker.is_file():
+        raise InputError(
+            f"{folder} holds files that are not a geotag demo; choose an empty or new folder"
+        )
+    wanted = {"seed": seed, "fast": fast}
+    if has_files and not fresh:
+        earlier = json.loads(marker.read_text())
+        if earlier != wanted:
+            raise InputError(
+                f"{folder} holds a demo made with {earlier}; pass --fresh to start it again "
+                f"with {wanted}"
+            )
+        return True
+    if has_files:
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted) + "\n")
+    return False
+
+
+def pipeline_steps(folder: Path, *, fast: bool, seed: int) -> list[DemoStep]:
+    """Grid to audit, twice: the careless model, then the one trained with the strip masked."""
+    size = FAST if fast else FULL
+    w = ("-w", str(folder))
+    train = (
+        "train", *w, "--model", MODEL, "--no-pretrained", "--image-size", str(IMAGE_SIZE),
+        "--epochs", str(size.epochs), "--lr", f"{size.lr:g}", "--folds", "5", "--seed", str(seed),
+    )  # fmt: skip
+    scrape = (
+        "scrape", *w, "--provider", "sim", "--source", "default", "--photospheres",
+        f"{PHOTOSPHERES:g}", "--size", str(IMAGE_SIZE), "--headings", size.headings,
+        "--radius", "20000", "--rate", "2000", "--concurrency", "16", "--seed", str(seed),
+    )  # fmt: skip
+    return [
+        DemoStep(
+            f"an equal-area grid of {size.cell_km:g} km cells over {COUNTRY}",
+            ("grid", *w, "--country", COUNTRY, "--cell-km", f"{size.cell_km:g}"),
+            ("grid.parquet", "grid.png"),
+        ),
+        DemoStep(
+            "uniform points in every cell",
+            ("sample", *w, "--per-cell", str(size.per_cell), "--seed", str(seed)),
+            ("points.parquet", "points.png"),
+        ),
+        DemoStep(
+            "street-level images from the offline simulator, over real HTTP, user "
+            "photospheres kept (as a careless collector would)",
+            scrape,
+            ("images.parquet", "manifest.sqlite"),
+            always=True,
+        ),
+        *_train_eval_audit(
+            w,
+            (*train, "--name", CARELESS_RUN),
+            CARELESS_RUN,
+            (
+                "a small CNN from scratch on the CPU",
+                "accuracy against chance, km errors, maps",
+                "the shortcut audit: does the model read the photographer strip?",
+            ),
+        ),
+        *_train_eval_audit(
+            w,
+            (*train, "--mask-bottom", f"{MASK_BOTTOM:g}", "--name", MASKED_RUN),
+            MASKED_RUN,
+            (
+                "the same model with the bottom strip blanked in every image",
+                "its honest accuracy",
+                "the audit again",
+            ),
+        ),
+    ]
+
+
+def _train_eval_audit(
+    w: tuple[str, str], train: tuple[str, ...], run: str, titles: tuple[str, str, str]
+) -> list[DemoStep]:
+    folder = f"runs/{run}"
+    return [
+        DemoStep(titles[0], train, (f"{folder}/config.json", f"{folder}/fold-0/model.safetensors")),
+        DemoStep(
+            titles[1],
+            ("eval", *w, "--run", run),
+            (f"{folder}/eval/metrics.json", f"{folder}/eval/accuracy_map.png"),
+        ),
+        DemoStep(
+            titles[2],
+            ("explain", *w, "--audit", "--run", run),
+            (f"{folder}/explain/audit.json", f"{folder}/explain/mean_cam.png"),
+        ),
+    ]
+
+
+def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
+    """Predict held-out photos with the fixed model; Grad-CAM of both models on the first."""
+    w = ("-w", str(folder))
+    paths = tuple(str(folder / p) for p in photos)
+    overlay = Path(photos[0]).stem + "-gradcam.png"
+    return [
+        DemoStep(
+            "where were these held-out photos taken?",
+            ("predict", *w, "--run", MASKED_RUN, *paths, "--map", str(folder / "predict.png")),
+            ("predict.png",),
+            always=True,
+        ),
+        DemoStep(
+            "where the careless model looks in a photosphere",
+            ("explain", *w, "--run", CARELESS_RUN, paths[0]),
+            (f"runs/{CARELESS_RUN}/explain/{overlay}",),
+            always=True,
+        ),
+        DemoStep(
+            "and where the fixed model looks",
+            ("explain", *w, "--run", MASKED_RUN, paths[0]),
+            (f"runs/{MASKED_RUN}/explain/{overlay}",),
+            always=True,
+        ),
+    ]
+
+
+def held_out_photos(folder: Path, count: int = 3) -> list[str]:
+    """Held-out photos to predict and explain, relative to the workspace: first the one
+    the careless model's audit found the most heat in the band of, then others from
+    different cells. Fixed by the data, not drawn by chance."""
+    from geotag.stages.evaluate import held_out_sets
+    from geotag.train.runs import open_run
+
+    workspace = Workspace(folder)
+    audit = json.loads((folder / "runs" / CARELESS_RUN / "explain" / "audit.json").read_text())
+    held_out = held_out_sets(workspace, open_run(workspace, MASKED_RUN), None)
+    frame = held_out[min(held_out)].sort_values("path")
+    hottest = [item["path"] for item in audit["most_band_heat"][:1]]
+    first = frame[frame["path"].isin(hottest)]
+    others = frame[~frame["cell_id"].isin(first["cell_id"])].drop_duplicates("cell_id")
+    return [str(p) for p in [*first["path"], *others["path"]][:count]]
+
+
+def is_done(folder: Path, step: DemoStep) -> bool:
+    return all((folder / name).exists() for name in step.outputs)
+
+
+@dataclass(frozen=True)
+class Story:
+    """What the two audits and evaluations found: the demo's point in numbers."""
+
+    careless_verdict: str
+    masked_verdict: str
+    careless_top1: float
+    masked_top1: float
+    careless_median_km: float
+    masked_median_km: float
+    chance: float
+    careless_excess_drop: float
+    masked_excess_drop: float
+
+    @property
+    def holds(self) -> bool:
+        return self.careless_verdict == "SHORTCUT" and self.masked_verdict == "PASS"
+
+
+def read_story(folder: Path) -> Story:
+    """The verdicts and headline figures of both runs, from their audit.json and metrics.json."""
+
+    def load(run: str, name: str) -> dict:  # type: ignore[type-arg]
+        return json.loads((folder / "runs" / run / name).read_text())
+
+    def scores(run: str) -> tuple[float, float]:
+        metrics = load(run, "eval/metrics.json")
+        mean = metrics["per_image"]["mean"]
+        return mean["top1"], mean["predictors"][metrics["headline"]]["median_km"]
+
+    careless = load(CARELESS_RUN, "explain/audit.json")
+    masked = load(MASKED_RUN, "explain/audit.json")
+    (careless_top1, careless_km), (masked_top1, masked_km) = (
+        scores(CARELESS_RUN),
+        scores(MASKED_RUN),
+    )
+    return Story(
+        careless["verdict"],
+        masked["verdict"],
+        careless_top1,
+        masked_top1,
+        careless_km,
+        masked_km,
+        careless["ablation"]["chance"],
+        careless["ablation"]["excess_drop"],
+        masked["ablation"]["excess_drop"],
+    )
+
+
+#: The closing table: what each stage wrote, relative to the workspace.
+WRITTEN = (
+    ("grid", f"grid.parquet, grid.geojson, grid.png, {SETTINGS_FILE}"),
+    ("sample", "points.parquet, points.png"),
+    ("scrape", "images/, images.parquet, manifest.sqlite"),
+    ("train", "runs/<run>/config.json, folds.csv, fold-<k>/model.safetensors, history.csv"),
+    ("eval", "runs/<run>/eval/metrics.json, confusion_matrix.png, accuracy_map.png, ..."),
+    ("explain --audit", "runs/<run>/explain/audit.md, audit.json, mean_cam.png, ..."),
+    ("predict", "predict.png (the first photo's top cells on the map)"),
+    ("explain", "runs/<run>/explain/<photo>-gradcam.png"),
+)

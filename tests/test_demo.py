@@ -1,0 +1,130 @@
+"""`geotag demo --fast`: the whole story, end to end, as a newcomer runs it.
+
+This is also the end-to-end test of the shortcut audit: a small CNN trained on simulator
+images with the photographer strip gets SHORTCUT, the same model trained with
+``--mask-bottom`` gets PASS.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from geotag import demo
+from geotag.cli import app
+from geotag.errors import InputError
+from tests.conftest import snapshot
+
+PROMISED = (
+    "demo.json",
+    "geotag.toml",
+    "grid.parquet",
+    "grid.geojson",
+    "grid.png",
+    "points.parquet",
+    "points.png",
+    "images.parquet",
+    "manifest.sqlite",
+    "predict.png",
+    *(
+        f"runs/{run}/{name}"
+        for run in (demo.CARELESS_RUN, demo.MASKED_RUN)
+        for name in (
+            "config.json",
+            "folds.csv",
+            "fold-0/model.safetensors",
+            "fold-0/history.csv",
+            "eval/metrics.json",
+            "eval/confusion_matrix.png",
+            "eval/accuracy_map.png",
+            "explain/audit.json",
+            "explain/audit.md",
+            "explain/mean_cam.png",
+            "explain/top_band_heat.png",
+            "explain/mean_cam_per_class.png",
+        )
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def fast_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("demo") / "demo-workspace"
+    result = CliRunner().invoke(app, ["demo", str(folder), "--fast"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return folder, result.output
+
+
+def test_the_careless_model_is_caught_and_the_masked_one_passes(
+    fast_demo: tuple[Path, str],
+) -> None:
+    folder, output = fast_demo
+    story = demo.read_story(folder)
+    assert (story.careless_verdict, story.masked_verdict) == ("SHORTCUT", "PASS")
+    careless = json.loads((folder / "runs/careless/explain/audit.json").read_text())
+    ablation = careless["ablation"]
+    assert ablation["excess_drop"] >= 0.05 and ablation["excess_drop_ci"][0] > 0
+    band_only = ablation["conditions"]["band_only"]
+    assert band_only["accuracy_ci"][0] > ablation["chance"]
+    # Masked, the model loses nothing when the band is blanked, and still learns the scene.
+    masked = json.loads((folder / "runs/masked/explain/audit.json").read_text())
+    conditions = masked["ablation"]["conditions"]
+    assert conditions["band_blanked"]["accuracy"] == conditions["full"]["accuracy"]
+    assert story.masked_top1 > 5 * story.chance
+    # The copyright strings leak either way: a finding about the data, not the model.
+    assert careless["data_warning"] and masked["data_warning"]
+    assert "SHORTCUT" in output and "PASS" in output and "masked, it passes" in output
+
+
+def test_every_promised_file_is_written(fast_demo: tuple[Path, str]) -> None:
+    folder, _ = fast_demo
+    missing = [name for name in PROMISED if not (folder / name).is_file()]
+    assert not missing
+    overlays = sorted((folder / "runs/careless/explain").glob("*-gradcam.png"))
+    masked_overlays = sorted((folder / "runs/masked/explain").glob("*-gradcam.png"))
+    assert len(overlays) == len(masked_overlays) == 1
+    assert overlays[0].name == masked_overlays[0].name
+
+
+def test_it_prints_the_commands_a_user_would_type(fast_demo: tuple[Path, str]) -> None:
+    folder, output = fast_demo
+    for command in ("grid", "sample", "scrape", "train", "eval", "explain", "predict"):
+        assert f"$ geotag {command} -w {folder}" in output
+    assert f"--mask-bottom {demo.MASK_BOTTOM:g} --name masked" in output
+    assert "what each step wrote" in output
+    assert "±" not in output  # one fold: eval shows no spread it does not have
+
+
+def test_a_rerun_keeps_what_is_done(fast_demo: tuple[Path, str]) -> None:
+    folder, _ = fast_demo
+    model = folder / "runs/careless/fold-0/model.safetensors"
+    audit = folder / "runs/masked/explain/audit.json"
+    before = (model.read_bytes(), audit.read_bytes())
+    result = CliRunner().invoke(app, ["demo", str(folder), "--fast"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("(done already: skipped)") == 8
+    assert (model.read_bytes(), audit.read_bytes()) == before
+
+
+def test_a_folder_that_is_not_a_demo_is_never_touched(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("years of work")
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, ["demo", str(tmp_path), "--fresh"])
+    assert result.exit_code == 1
+    assert "not a geotag demo" in result.output and "Traceback" not in result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_fresh_starts_again_and_other_settings_need_it(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    assert demo.prepare(folder, fresh=False, seed=0, fast=True) is False
+    (folder / "grid.parquet").write_bytes(b"earlier")
+    assert demo.prepare(folder, fresh=False, seed=0, fast=True) is True
+    assert (folder / "grid.parquet").exists()
+    with pytest.raises(InputError, match="--fresh"):
+        demo.prepare(folder, fresh=False, seed=1, fast=True)
+    assert demo.prepare(folder, fresh=True, seed=1, fast=True) is False
+    assert sorted(p.name for p in folder.iterdir()) == [demo.MARKER]
