@@ -953,7 +953,11 @@ def explain(
     ] = "predicted",
     layer: Annotated[
         str | None,
-        typer.Option("--layer", help="Target layer name.", show_default="the last feature stage"),
+        typer.Option(
+            "--layer",
+            help="Target layer name.",
+            show_default="the last stage with a map of 4 x 4 or more",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -1094,8 +1098,10 @@ def demo(
                     soft_wrap=True,
                 )
                 continue
+            args = plan.command_for(folder, step)
+            command = shlex.join(["geotag", *args])
             console.print(f"[bold cyan]$[/bold cyan] {command}", highlight=False, soft_wrap=True)
-            code = app(list(step.args), prog_name="geotag", standalone_mode=False)
+            code = app(list(args), prog_name="geotag", standalone_mode=False)
             if code:
                 raise typer.Exit(code=int(code))
 

@@ -54,6 +54,9 @@ class DemoStep:
     outputs: tuple[str, ...]
     # Steps that cost little (or resume by themselves) run again on a rerun.
     always: bool = False
+    # A training step: its run, and the epochs its history must reach to be finished.
+    run: str | None = None
+    epochs: int = 0
 
 
 def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
@@ -121,6 +124,7 @@ def pipeline_steps(folder: Path, *, fast: bool, seed: int) -> list[DemoStep]:
             w,
             (*train, "--name", CARELESS_RUN),
             CARELESS_RUN,
+            size.epochs,
             (
                 "a small CNN from scratch on the CPU",
                 "accuracy against chance, km errors, maps",
@@ -131,6 +135,7 @@ def pipeline_steps(folder: Path, *, fast: bool, seed: int) -> list[DemoStep]:
             w,
             (*train, "--mask-bottom", f"{MASK_BOTTOM:g}", "--name", MASKED_RUN),
             MASKED_RUN,
+            size.epochs,
             (
                 "the same model with the bottom strip blanked in every image",
                 "its honest accuracy",
@@ -141,11 +146,21 @@ def pipeline_steps(folder: Path, *, fast: bool, seed: int) -> list[DemoStep]:
 
 
 def _train_eval_audit(
-    w: tuple[str, str], train: tuple[str, ...], run: str, titles: tuple[str, str, str]
+    w: tuple[str, str],
+    train: tuple[str, ...],
+    run: str,
+    epochs: int,
+    titles: tuple[str, str, str],
 ) -> list[DemoStep]:
     folder = f"runs/{run}"
     return [
-        DemoStep(titles[0], train, (f"{folder}/config.json", f"{folder}/fold-0/model.safetensors")),
+        DemoStep(
+            titles[0],
+            train,
+            (f"{folder}/config.json", f"{folder}/fold-0/model.safetensors"),
+            run=run,
+            epochs=epochs,
+        ),
         DemoStep(
             titles[1],
             ("eval", *w, "--run", run),
@@ -204,7 +219,20 @@ def held_out_photos(folder: Path, count: int = 3) -> list[str]:
 
 
 def is_done(folder: Path, step: DemoStep) -> bool:
-    return all((folder / name).exists() for name in step.outputs)
+    if not all((folder / name).exists() for name in step.outputs):
+        return False
+    if step.run is None:
+        return True
+    # A training stopped half-way has weights already: only a full history means done.
+    history = folder / "runs" / step.run / "fold-0" / "history.csv"
+    return history.is_file() and len(history.read_text().splitlines()) - 1 >= step.epochs
+
+
+def command_for(folder: Path, step: DemoStep) -> tuple[str, ...]:
+    """The step's arguments, with ``--resume`` for a training an earlier demo left half done."""
+    if step.run is not None and (folder / "runs" / step.run / "config.json").is_file():
+        return (*step.args, "--resume")
+    return step.args
 
 
 @dataclass(frozen=True)

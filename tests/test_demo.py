@@ -128,3 +128,19 @@ def test_fresh_starts_again_and_other_settings_need_it(tmp_path: Path) -> None:
         demo.prepare(folder, fresh=False, seed=1, fast=True)
     assert demo.prepare(folder, fresh=True, seed=1, fast=True) is False
     assert sorted(p.name for p in folder.iterdir()) == [demo.MARKER]
+
+
+def test_a_training_stopped_half_way_is_resumed_not_skipped(tmp_path: Path) -> None:
+    steps = demo.pipeline_steps(tmp_path, fast=True, seed=0)
+    train = next(s for s in steps if s.run == demo.CARELESS_RUN)
+    assert demo.command_for(tmp_path, train) == train.args  # nothing yet: a new run
+    fold = tmp_path / "runs" / demo.CARELESS_RUN / "fold-0"
+    fold.mkdir(parents=True)
+    (fold.parent / "config.json").write_text("{}")
+    (fold / "model.safetensors").write_bytes(b"best so far")
+    (fold / "history.csv").write_text("epoch,val_top1\n1,0.1\n2,0.2\n")
+    assert not demo.is_done(tmp_path, train)
+    assert demo.command_for(tmp_path, train) == (*train.args, "--resume")
+    rows = "".join(f"{e},0.5\n" for e in range(1, train.epochs + 1))
+    (fold / "history.csv").write_text("epoch,val_top1\n" + rows)
+    assert demo.is_done(tmp_path, train)

@@ -8,7 +8,11 @@ and flags the maps that carry no heat.
 The layer, chosen automatically from the architecture:
 
 - CNNs (ResNet, ConvNeXt, EfficientNet ...): the last feature stage, the last entry of
-  timm's ``feature_info`` (``layer4``, ``stages.3``, ``blocks.6`` ...).
+  timm's ``feature_info`` (``layer4``, ``stages.3``, ``blocks.6`` ...), unless its map
+  would be smaller than ``MIN_MAP_SIDE`` cells a side at the images' size (a resnet's
+  last stage is 2 x 2 at 64 px, 1 x 1 at 32 px: too coarse to tell a bottom strip from
+  the road above it); then the deepest stage whose map is that fine, from the stage's
+  ``reduction``.
 - ViT-like models (``patch_embed`` and ``blocks``, whose blocks pass token sequences):
   the last block's ``norm1``. The last block's *output* would not do: a class-token head
   reads only the class token there, so every patch token's gradient is zero and the map
@@ -54,6 +58,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geotag.errors import InputError
+
+#: The automatic layer's map must be at least this many cells a side (see above).
+MIN_MAP_SIDE = 4
 
 if TYPE_CHECKING:
     import torch
@@ -170,15 +177,19 @@ def channels_first(tensor: torch.Tensor) -> torch.Tensor:
 
 # -- the target layer ------------------------------------------------------------------------
 def target_layer(
-    model: nn.Module, name: str | None = None
+    model: nn.Module, name: str | None = None, input_side: int | None = None
 ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]:
     """The layer a CAM reads for ``model`` and the transform that makes its output NCHW.
 
     ``name`` (a ``get_submodule`` path such as ``layer3`` or ``blocks.5.norm1``) overrides
-    the automatic choice described in the module docstring.
+    the automatic choice described in the module docstring; ``input_side`` (the images'
+    shorter side in pixels) lets that choice skip CNN stages whose map would be too coarse.
     """
     network = _backbone(_unwrap(model))
-    layer = _automatic_layer(network) if name is None else _named_layer(model, network, name)
+    if name is None:
+        layer = _automatic_layer(network, input_side)
+    else:
+        layer = _named_layer(model, network, name)
     return layer, _reshape_for(network)
 
 
@@ -203,14 +214,13 @@ def _is_vit(network: nn.Module) -> bool:
     )
 
 
-def _automatic_layer(network: nn.Module) -> nn.Module:
+def _automatic_layer(network: nn.Module, input_side: int | None) -> nn.Module:
     if _is_vit(network):
         last: nn.Module = network.blocks[-1]  # type: ignore[index,assignment]
         norm = getattr(last, "norm1", None)
         return norm if norm is not None else last
-    info = getattr(network, "feature_info", None)
-    if info:
-        entry = info[-1]
+    info = [entry for entry in getattr(network, "feature_info", None) or [] if entry]
+    for entry in _stages_by_preference(info, input_side):
         module = entry.get("module") if isinstance(entry, dict) else None
         if module:
             with contextlib.suppress(AttributeError):  # a few timm models misname it
@@ -219,6 +229,20 @@ def _automatic_layer(network: nn.Module) -> nn.Module:
         f"cannot choose a target layer for {type(network).__name__} automatically; "
         f"name one (e.g. {', '.join(_some_names(network, ''))})"
     )
+
+
+def _stages_by_preference(info: list[Any], input_side: int | None) -> list[Any]:
+    """The last stage first, or the deepest stages whose map is fine enough first."""
+    if input_side is None or not info:
+        return info[-1:]
+
+    def side(entry: Any) -> float:
+        reduction = entry.get("reduction") if isinstance(entry, dict) else None
+        return input_side / reduction if reduction else float(input_side)
+
+    fine = [entry for entry in info if side(entry) >= MIN_MAP_SIDE]
+    # Too small an input for any stage to reach the minimum: the finest map there is.
+    return [fine[-1]] if fine else [max(info, key=side)]
 
 
 def _named_layer(model: nn.Module, network: nn.Module, name: str) -> nn.Module:
@@ -301,7 +325,7 @@ def compute_cams(
         raise InputError("scorecam explains single views only; pass images (B, 3, H, W)")
     count = int(images.shape[0])
     wanted = _check_targets(targets, count, _num_classes(model))
-    layer_module, reshape = target_layer(model, layer)
+    layer_module, reshape = target_layer(model, layer, min(images.shape[-2:]))
 
     modes = [(module, module.training) for module in explained.modules()]
     params = list(explained.parameters())

@@ -158,6 +158,18 @@ def test_automatic_layer_is_the_last_stage(name: str, kwargs: dict, expected: ob
     assert layer is expected(model)  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(
+    ("side", "expected"),
+    [(224, "layer4"), (128, "layer4"), (64, "layer3"), (32, "layer2"), (16, "layer1")],
+)
+def test_small_images_get_a_stage_whose_map_is_fine_enough(side: int, expected: str) -> None:
+    # resnet10t's stages reduce 4, 8, 16 and 32 times: at 64 px layer4 would be 2 x 2.
+    model = timm_model("resnet10t")
+    layer, _ = target_layer(model, input_side=side)
+    assert layer is model.get_submodule(expected)
+    assert compute_cams(model, images(1, side, side)).maps.shape == (1, side, side)
+
+
 def test_cnn_maps_need_no_reshape_but_nhwc_models_are_permuted() -> None:
     assert target_layer(timm_model("resnet10t"))[1] is None
     assert target_layer(timm_model("test_convnext"))[1] is None
@@ -357,7 +369,7 @@ def test_maps_without_heat_are_flagged_and_zero() -> None:
     assert result.all_zero.tolist() == [True, True]
     assert not result.maps.any() and result.maps.shape == (2, PX, PX)
     # A CNN's last stage at 32 px is 1 x 1: a flat map, which carries no "where".
-    flat = compute_cams(timm_model("resnet10t"), images(2, 32, 32))
+    flat = compute_cams(timm_model("resnet10t"), images(2, 32, 32), layer="layer4")
     assert flat.all_zero.all()
 
 

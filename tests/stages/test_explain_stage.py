@@ -16,8 +16,8 @@ from geotag.explain.verdict import data_warning, decide
 from geotag.stages.explain import AuditOptions, ExplainOptions, run_audit, run_explain
 from geotag.workspace import Workspace
 
-# At 32 px resnet10t's last stage is 1x1 (a flat map); layer3 is 2x2.
-LAYER = "layer3"
+# At 32 px resnet10t's last stage is 1x1, a flat map; the automatic choice takes layer2.
+FLAT_LAYER = "layer4"
 
 
 def photos(ws: Workspace, count: int = 2) -> list[Path]:
@@ -25,7 +25,7 @@ def photos(ws: Workspace, count: int = 2) -> list[Path]:
 
 
 def test_explain_saves_overlays_with_top3_and_thirds(trained_ws: Workspace, tmp_path: Path) -> None:
-    options = ExplainOptions(layer=LAYER, out=tmp_path / "out", device="cpu")
+    options = ExplainOptions(out=tmp_path / "out", device="cpu")
     result = run_explain(trained_ws, photos(trained_ws), options)
     assert len(result.images) == 2 and not result.bad
     for item in result.images:
@@ -39,7 +39,9 @@ def test_explain_saves_overlays_with_top3_and_thirds(trained_ws: Workspace, tmp_
 
 def test_a_flat_map_is_reported_not_saved(trained_ws: Workspace, tmp_path: Path) -> None:
     result = run_explain(
-        trained_ws, photos(trained_ws, 1), ExplainOptions(out=tmp_path, device="cpu")
+        trained_ws,
+        photos(trained_ws, 1),
+        ExplainOptions(layer=FLAT_LAYER, out=tmp_path, device="cpu"),
     )
     (item,) = result.images
     assert item.all_zero and item.overlay is None
@@ -57,7 +59,7 @@ def test_bad_explain_input(trained_ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_audit_writes_its_report_and_exit_code_follows_fail_on(trained_ws: Workspace) -> None:
-    result = run_audit(trained_ws, AuditOptions(limit=40, layer=LAYER, device="cpu"))
+    result = run_audit(trained_ws, AuditOptions(limit=40, device="cpu"))
     assert result.verdict in ("PASS", "SUSPECT", "SHORTCUT")
     saved = json.loads((result.folder / "audit.json").read_text())
     assert saved["verdict"] == result.verdict and saved["images"] == 40
@@ -70,7 +72,7 @@ def test_audit_writes_its_report_and_exit_code_follows_fail_on(trained_ws: Works
     assert result.verdict in report and "![mean_cam.png](mean_cam.png)" in report
     for name in ("mean_cam.png", "audit.json", "audit.md"):
         assert (result.folder / name).is_file()
-    args = ["explain", "-w", str(trained_ws.root), "--audit", "--limit", "40", "--layer", LAYER]
+    args = ["explain", "-w", str(trained_ws.root), "--audit", "--limit", "40"]
     cli = CliRunner().invoke(app, [*args, "--fail-on", "suspect", "--device", "cpu"])
     assert cli.exit_code == (0 if result.verdict == "PASS" else 3), cli.output
     assert result.verdict in cli.output and "masking ablation" in cli.output
