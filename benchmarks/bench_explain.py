@@ -27,18 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from untrained_run import write_untrained_run
 
-from geotag import __version__
 from geotag.explain.cam import compute_cams
 from geotag.scrape.providers.base import ImageOptions
 from geotag.stages.explain import AuditOptions, run_audit
 from geotag.stages.grid import load_grid, run_grid
 from geotag.stages.sample import run_sample
 from geotag.stages.scrape import ScrapeOptions, run_scrape
-from geotag.train.checkpoint import save_best
-from geotag.train.data import preprocessing_for
 from geotag.train.model import create_classifier
-from geotag.train.runs import fold_dir, write_config
 from geotag.workspace import Workspace
 
 TARGET_RATIO = 1.5
@@ -69,23 +66,8 @@ def make_workspace(root: Path, images: int, model_name: str, size: int) -> Works
     )
     frame = pd.read_parquet(ws.images_parquet).head(images)
     frame.to_parquet(root / "test.parquet")
-    torch.manual_seed(0)
-    model = create_classifier(model_name, len(cells), pretrained=False).eval()
-    folder = ws.run_dir("bench")
-    fold_dir(folder, 0).mkdir(parents=True)
-    save_best(model, fold_dir(folder, 0), {"model": model_name})
-    write_config(
-        folder,
-        {
-            "model": model_name,
-            "views": 1,
-            "classes": [int(c) for c in cells["cell_id"]],
-            "centre_lat": [float(v) for v in cells["center_lat"]],
-            "centre_lon": [float(v) for v in cells["center_lon"]],
-            "preprocessing": preprocessing_for(model, size, None).to_json(),
-            "folds_trained": [0],
-            "geotag_version": __version__,
-        },
+    write_untrained_run(
+        ws, model_name, size, cells["cell_id"], cells["center_lat"], cells["center_lon"]
     )
     return ws
 

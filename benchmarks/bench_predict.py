@@ -29,14 +29,10 @@ import time
 from pathlib import Path
 
 import torch
+from untrained_run import write_untrained_run
 
-from geotag import __version__
 from geotag.sim import World
 from geotag.stages.predict import PredictOptions, run_predict
-from geotag.train.checkpoint import save_best
-from geotag.train.data import preprocessing_for
-from geotag.train.model import create_classifier
-from geotag.train.runs import fold_dir, write_config
 from geotag.workspace import Workspace
 
 TARGET_RATIO = 0.9
@@ -62,26 +58,14 @@ def make_photos(folder: Path, count: int) -> None:
 
 
 def make_run(ws: Workspace, model_name: str, size: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = create_classifier(model_name, CLASSES, pretrained=False).eval()
-    pre = preprocessing_for(model, size, None)
-    folder = ws.run_dir("bench")
-    fold_dir(folder, 0).mkdir(parents=True)
-    save_best(model, fold_dir(folder, 0), {"model": model_name})
-    write_config(
-        folder,
-        {
-            "model": model_name,
-            "views": 1,
-            "classes": list(range(CLASSES)),
-            "centre_lat": [8.0 + 0.5 * i for i in range(CLASSES)],
-            "centre_lon": [70.0 + 0.4 * i for i in range(CLASSES)],
-            "preprocessing": pre.to_json(),
-            "folds_trained": [0],
-            "geotag_version": __version__,
-        },
+    return write_untrained_run(
+        ws,
+        model_name,
+        size,
+        range(CLASSES),
+        [8.0 + 0.5 * i for i in range(CLASSES)],
+        [70.0 + 0.4 * i for i in range(CLASSES)],
     )
-    return model
 
 
 def in_memory_rate(model: torch.nn.Module, size: int, batch: int, images: int) -> float:

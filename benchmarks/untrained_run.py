@@ -1,0 +1,46 @@
+"""A run with fresh (untrained) weights, written as ``geotag train`` would: what the
+predict and explain benchmarks time, without minutes of training first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from geotag import __version__
+from geotag.train.checkpoint import save_best
+from geotag.train.data import preprocessing_for
+from geotag.train.model import create_classifier
+from geotag.train.runs import fold_dir, write_config
+from geotag.workspace import Workspace
+
+
+def write_untrained_run(
+    ws: Workspace,
+    model_name: str,
+    size: int,
+    cell_ids: Sequence[int],
+    centre_lat: Sequence[float],
+    centre_lon: Sequence[float],
+    name: str = "bench",
+) -> torch.nn.Module:
+    """Seeded weights for one fold, a config.json, and the model itself (in eval mode)."""
+    torch.manual_seed(0)
+    model = create_classifier(model_name, len(cell_ids), pretrained=False).eval()
+    folder = ws.run_dir(name)
+    fold_dir(folder, 0).mkdir(parents=True)
+    save_best(model, fold_dir(folder, 0), {"model": model_name})
+    write_config(
+        folder,
+        {
+            "model": model_name,
+            "views": 1,
+            "classes": [int(c) for c in cell_ids],
+            "centre_lat": [float(v) for v in centre_lat],
+            "centre_lon": [float(v) for v in centre_lon],
+            "preprocessing": preprocessing_for(model, size, None).to_json(),
+            "folds_trained": [0],
+            "geotag_version": __version__,
+        },
+    )
+    return model
