@@ -75,7 +75,10 @@ def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
         )
     wanted = {"seed": seed, "fast": fast}
     if has_files and not fresh:
-        earlier = json.loads(marker.read_text())
+        try:
+            earlier = json.loads(marker.read_text())
+        except ValueError:
+            raise InputError(f"{marker} is damaged; pass --fresh to start the demo again") from None
         if earlier != wanted:
             raise InputError(
                 f"{folder} holds a demo made with {earlier}; pass --fresh to start it again "

@@ -128,6 +128,9 @@ def test_fresh_starts_again_and_other_settings_need_it(tmp_path: Path) -> None:
         demo.prepare(folder, fresh=False, seed=1, fast=True)
     assert demo.prepare(folder, fresh=True, seed=1, fast=True) is False
     assert sorted(p.name for p in folder.iterdir()) == [demo.MARKER]
+    (folder / demo.MARKER).write_text("{half a")
+    with pytest.raises(InputError, match="damaged; pass --fresh"):
+        demo.prepare(folder, fresh=False, seed=1, fast=True)
 
 
 def test_a_training_stopped_half_way_is_resumed_not_skipped(tmp_path: Path) -> None:
