@@ -178,10 +178,10 @@ def _train_eval_audit(
 
 
 def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
-    """Predict held-out photos with the fixed model; Grad-CAM of both models on the first."""
+    """Predict held-out photos with the fixed model; Grad-CAM of both models on them."""
     w = ("-w", str(folder))
     paths = tuple(str(folder / p) for p in photos)
-    overlay = Path(photos[0]).stem + "-gradcam.png"
+    overlays = [Path(p).stem + "-gradcam.png" for p in photos]
     return [
         DemoStep(
             "where were these held-out photos taken?",
@@ -190,15 +190,15 @@ def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
             always=True,
         ),
         DemoStep(
-            "where the careless model looks in a photosphere",
-            ("explain", *w, "--run", CARELESS_RUN, paths[0]),
-            (f"runs/{CARELESS_RUN}/explain/{overlay}",),
+            "where the careless model looks (the first is a photosphere)",
+            ("explain", *w, "--run", CARELESS_RUN, *paths),
+            tuple(f"runs/{CARELESS_RUN}/explain/{name}" for name in overlays),
             always=True,
         ),
         DemoStep(
             "and where the fixed model looks",
-            ("explain", *w, "--run", MASKED_RUN, paths[0]),
-            (f"runs/{MASKED_RUN}/explain/{overlay}",),
+            ("explain", *w, "--run", MASKED_RUN, *paths),
+            tuple(f"runs/{MASKED_RUN}/explain/{name}" for name in overlays),
             always=True,
         ),
     ]

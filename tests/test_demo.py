@@ -85,8 +85,11 @@ def test_every_promised_file_is_written(fast_demo: tuple[Path, str]) -> None:
     assert not missing
     overlays = sorted((folder / "runs/careless/explain").glob("*-gradcam.png"))
     masked_overlays = sorted((folder / "runs/masked/explain").glob("*-gradcam.png"))
-    assert len(overlays) == len(masked_overlays) == 1
-    assert overlays[0].name == masked_overlays[0].name
+    assert len(overlays) == 3 and [p.name for p in overlays] == [p.name for p in masked_overlays]
+    # The first photo explained is the one the audit found the most strip heat in.
+    audit = json.loads((folder / "runs/careless/explain/audit.json").read_text())
+    hottest = Path(audit["most_band_heat"][0]["path"]).stem
+    assert f"{hottest}-gradcam.png" in [p.name for p in overlays]
 
 
 def test_it_prints_the_commands_a_user_would_type(fast_demo: tuple[Path, str]) -> None:
