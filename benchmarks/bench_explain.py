@@ -30,9 +30,10 @@ import torch
 from untrained_run import write_untrained_run
 
 from geotag.explain.cam import compute_cams
+from geotag.gridfile import load_grid
 from geotag.scrape.providers.base import ImageOptions
 from geotag.stages.explain import AuditOptions, run_audit
-from geotag.stages.grid import load_grid, run_grid
+from geotag.stages.grid import run_grid
 from geotag.stages.sample import run_sample
 from geotag.stages.scrape import ScrapeOptions, run_scrape
 from geotag.train.model import create_classifier

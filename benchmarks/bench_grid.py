@@ -48,7 +48,6 @@ from geotag.geo.grid import DEFAULT_MIN_REGION_FRACTION, Grid, make_grid, projec
 from geotag.geo.projection import EqualAreaProjection
 from geotag.geo.regions import Region, country_region
 from geotag.geo.sample import Quota, cell_pieces, sample_points
-from geotag.stages.grid import cells_in_plane
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,7 +211,7 @@ def grid_targets_met(geotag_s: float, peer_s: float) -> tuple[bool, bool]:
 
 def build_pieces(grid: Grid) -> np.ndarray:
     fractions = grid.cells["region_fraction"].to_numpy()
-    return cell_pieces(cells_in_plane(grid), fractions, grid.region_projected)
+    return cell_pieces(grid.cells_in_plane(), fractions, grid.region_projected)
 
 
 def geotag_sampling(grid: Grid, pieces: np.ndarray) -> int:

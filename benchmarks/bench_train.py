@@ -42,7 +42,8 @@ from geotag.scrape.providers.base import ImageOptions
 from geotag.stages.grid import run_grid
 from geotag.stages.sample import run_sample
 from geotag.stages.scrape import ScrapeOptions, run_scrape
-from geotag.stages.train import TrainOptions, resolve_device, run_train
+from geotag.stages.train import TrainOptions, run_train
+from geotag.train.device import resolve_device
 from geotag.train.loop import amp_dtype
 from geotag.train.model import create_classifier
 from geotag.workspace import Workspace

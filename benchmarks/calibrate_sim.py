@@ -30,7 +30,6 @@ from geotag.geo.grid import make_grid
 from geotag.geo.regions import country_region
 from geotag.geo.sample import Quota, cell_pieces, sample_points
 from geotag.sim import World
-from geotag.stages.grid import cells_in_plane
 
 HEADINGS = (0.0, 90.0, 180.0, 270.0)
 RADIUS_M = 5000.0
@@ -50,7 +49,7 @@ def collect_views(args: argparse.Namespace) -> tuple[Views, int]:
 
     grid = make_grid(country_region(args.country), args.cell_km)
     pieces = cell_pieces(
-        cells_in_plane(grid), grid.cells["region_fraction"].to_numpy(), grid.region_projected
+        grid.cells_in_plane(), grid.cells["region_fraction"].to_numpy(), grid.region_projected
     )
     points = sample_points(
         grid.cells["cell_id"].to_numpy(),

@@ -3,17 +3,21 @@
 A careless collector scrapes the simulator with user-contributed photospheres kept, trains
 a small model, and the audit catches it reading the photographer strip (SHORTCUT); the
 same model retrained with the strip masked passes, at its honest accuracy. This module
-only plans the commands and reads back what they wrote; ``geotag demo`` runs them.
+plans the commands, runs them through a callback (``geotag demo`` passes its own
+command line, so the demo types exactly what a user would) and reads back what they wrote.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from geotag.errors import InputError
+from geotag.errors import GeotagError, InputError
 from geotag.workspace import SETTINGS_FILE, Workspace
 
 #: Written first into the demo's folder: only a folder holding it is ever cleaned.
@@ -298,3 +302,57 @@ WRITTEN = (
     ("predict", "predict.png (the first photo's top cells on the map)"),
     ("explain", "runs/<run>/explain/<photo>-gradcam.png"),
 )
+
+
+class StepFailed(GeotagError):
+    """A command of the demo exited non-zero; it has already said why."""
+
+    def __init__(self, command: str, code: int) -> None:
+        super().__init__(f"`{command}` exited with code {code}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    story: Story
+    resumed: bool
+    seconds: float
+
+
+def run_demo(
+    folder: Path,
+    *,
+    fast: bool,
+    fresh: bool,
+    seed: int,
+    run_command: Callable[[tuple[str, ...]], int],
+    on_step: Callable[[DemoStep, str, bool], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run every step with ``run_command`` (arguments after ``geotag``; returns the exit
+    code), skipping steps an earlier demo in ``folder`` finished.
+
+    ``on_step(step, command, skipped)`` is told of each step before it runs. A step that
+    exits non-zero stops the demo with :class:`StepFailed`.
+    """
+    started = time.perf_counter()
+    notify = on_step or (lambda step, command, skipped: None)
+    resumed = prepare(folder, fresh=fresh, seed=seed, fast=fast)
+    if resumed and on_notice is not None:
+        on_notice(f"Going on with the demo in {folder} (--fresh starts it again).")
+
+    def run_steps(steps: list[DemoStep]) -> None:
+        for step in steps:
+            if resumed and not step.always and is_done(folder, step):
+                notify(step, shlex.join(["geotag", *step.args]), True)
+                continue
+            args = command_for(folder, step)
+            command = shlex.join(["geotag", *args])
+            notify(step, command, False)
+            code = run_command(args)
+            if code:
+                raise StepFailed(command, int(code))
+
+    run_steps(pipeline_steps(folder, fast=fast, seed=seed))
+    run_steps(photo_steps(folder, held_out_photos(folder)))
+    return DemoResult(read_story(folder), resumed, time.perf_counter() - started)

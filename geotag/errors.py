@@ -31,3 +31,18 @@ class DataError(GeotagError):
 
 class AuthError(GeotagError):
     """A provider refused the credentials (bad key, token or signature): the run stops."""
+
+
+def first_line(exc: BaseException, *, with_type: bool = False, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message (its type's name when the message is empty).
+
+    Library errors from GDAL, Arrow or Pillow can span many lines; a user gets one.
+    ``with_type`` prefixes the type (``OSError: ...``); ``limit`` shortens long lines.
+    """
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if limit is not None and len(first) > limit:
+        first = first[: limit - 3] + "..."
+    if not first:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if with_type else first

@@ -1,7 +1,8 @@
 """Class activation maps through pytorch-grad-cam, for geotag's timm classifiers.
 
-``METHODS`` maps a method's name to its pytorch-grad-cam class; ``METHOD_NAMES`` lists the
-same names without importing torch or grad-cam (several seconds), for the CLI's choices.
+``METHODS`` maps a method's name to its pytorch-grad-cam class, resolved on first use from
+the name table :data:`geotag.explain.methods.METHODS` (which the CLI reads without
+importing torch or grad-cam, several seconds); ``METHOD_NAMES`` are its keys.
 ``target_layer`` picks the layer a method reads; ``compute_cams`` returns one map per image
 and flags the maps that carry no heat.
 
@@ -58,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geotag.errors import InputError
+from geotag.explain.methods import METHODS as NAMED_METHODS
 
 #: The automatic layer's map must be at least this many cells a side (see above).
 MIN_MAP_SIDE = 4
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
 
     METHODS: dict[str, type]
 
-METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam")
+METHOD_NAMES = tuple(NAMED_METHODS)
 """The keys of ``METHODS``, importable without torch. ``eigencam`` is class-agnostic (the
 first principal component of the layer's activations); the others explain a class."""
 
@@ -79,15 +81,8 @@ divides each map by ``1e-7 + max``, so a map with any real heat peaks at about 1
 
 @functools.cache
 def _methods() -> dict[str, type]:
-    from pytorch_grad_cam import (
-        EigenCAM,
-        GradCAM,
-        GradCAMPlusPlus,
-        HiResCAM,
-        LayerCAM,
-        ScoreCAM,
-        XGradCAM,
-    )
+    import pytorch_grad_cam
+    from pytorch_grad_cam import ScoreCAM
 
     class QuietScoreCAM(ScoreCAM):  # type: ignore[misc]
         """ScoreCAM without its tqdm progress bar (library code never prints)."""
@@ -123,14 +118,9 @@ def _methods() -> dict[str, type]:
                 return torch.softmax(weights, dim=-1).numpy()  # type: ignore[no-any-return]
 
     table: dict[str, type] = {
-        "gradcam": GradCAM,
-        "gradcam++": GradCAMPlusPlus,
-        "hirescam": HiResCAM,
-        "xgradcam": XGradCAM,
-        "layercam": LayerCAM,
-        "eigencam": EigenCAM,
-        "scorecam": QuietScoreCAM,
+        name: getattr(pytorch_grad_cam, class_name) for name, class_name in NAMED_METHODS.items()
     }
+    table["scorecam"] = QuietScoreCAM
     return table
 
 

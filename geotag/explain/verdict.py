@@ -17,22 +17,66 @@ the same images, so the warning stays even when the model passes.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
+
+
+class Verdict(str, enum.Enum):
+    """The audit's verdict, in order of severity: ``PASS < SUSPECT < SHORTCUT``."""
+
+    PASS = "PASS"
+    SUSPECT = "SUSPECT"
+    SHORTCUT = "SHORTCUT"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def severity(self) -> int:
+        return list(Verdict).index(self)
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self.severity >= other.severity
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self.severity > other.severity
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self.severity <= other.severity
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self.severity < other.severity
+
+
+#: ``--fail-on`` choices: never, or the least severe verdict that fails the command.
+FAIL_ON: dict[str, Verdict | None] = {
+    "never": None,
+    **{v.value.lower(): v for v in Verdict if v is not Verdict.PASS},
+}
 
 EXCESS_DROP = 0.05
 HEAT_RATIO = 2.0
 HEAT_SHARE = 0.25
 
 NEXT_STEPS = {
-    "SHORTCUT": "retrain with `geotag train --mask-bottom 0.1` (the band's fraction), or "
+    Verdict.SHORTCUT: "retrain with `geotag train --mask-bottom 0.1` (the band's fraction), or "
     "rescrape with `--source outdoor` to leave user photospheres out; then audit again",
-    "SUSPECT": "look at the contact sheet and the per-class figures; if the band carries "
+    Verdict.SUSPECT: "look at the contact sheet and the per-class figures; if the band carries "
     "names or logos, retrain with --mask-bottom or filter those images",
-    "PASS": "no sign of a shortcut in this band; audit other bands (--band top:0.1) to be sure",
+    Verdict.PASS: "no sign of a shortcut in this band; audit other bands (--band top:0.1) to be "
+    "sure",
 }
 
 
-def decide(ablation: dict[str, Any], heat: dict[str, Any]) -> tuple[str, list[str]]:
+def decide(ablation: dict[str, Any], heat: dict[str, Any]) -> tuple[Verdict, list[str]]:
     """The model's verdict and the reasons behind it, one line each."""
     reasons: list[str] = []
     excess_low = ablation["excess_drop_ci"][0]
@@ -51,7 +95,7 @@ def decide(ablation: dict[str, Any], heat: dict[str, Any]) -> tuple[str, list[st
             f"the band alone scores {band_only['accuracy']:.1%} top-1 against chance {chance:.1%}"
         )
     if reads_band and big_excess and band_informs:
-        return "SHORTCUT", reasons
+        return Verdict.SHORTCUT, reasons
     mean_mass = (heat.get("band_mass") or {}).get("mean")
     ratio = mean_mass / heat["area_share"] if mean_mass is not None else 0.0
     if ratio >= HEAT_RATIO:
@@ -61,7 +105,7 @@ def decide(ablation: dict[str, Any], heat: dict[str, Any]) -> tuple[str, list[st
     classes = heat.get("classes") or {}
     if (classes.get("share_above") or 0.0) >= HEAT_SHARE:
         reasons.append(f"{classes['share_above']:.0%} of classes look mostly at the band")
-    return ("SUSPECT" if reasons else "PASS"), reasons
+    return (Verdict.SUSPECT if reasons else Verdict.PASS), reasons
 
 
 def data_warning(leak: dict[str, Any] | None) -> str | None:

@@ -21,6 +21,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geotag.errors import InputError
+from geotag.geo.defaults import DEFAULT_MIN_REGION_FRACTION, SHAPES
 from geotag.geo.projection import EqualAreaProjection
 from geotag.geo.regions import Region
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
 MAX_CELLS = 2_000_000
-DEFAULT_MIN_REGION_FRACTION = 0.05
 #: Output edges longer than this are split, so that the EPSG:4326 polygon (straight in
 #: degrees between vertices) stays within metres of the true, equal-area cell.
 MAX_EDGE_KM = 25.0
@@ -81,6 +81,23 @@ class Grid:
             "region_area_km2": round(self.region_area_km2, 3),
         }
 
+    @property
+    def title(self) -> str:
+        """One line naming the region, the cells and their size, for pictures."""
+        size = (
+            f"H3 resolution {self.h3_resolution}"
+            if self.h3_resolution is not None
+            else f"{self.cell_km:g} km"
+        )
+        return (
+            f"{self.region.name}: {len(self.cells):,} {self.shape} cells of {size} "
+            f"({self.cell_area_km2:,.0f} km²)"
+        )
+
+    def cells_in_plane(self) -> np.ndarray:
+        """The cells as polygons of the grid's own equal-area plane."""
+        return cells_in_plane(np.asarray(self.cells.geometry.values), self.projection)
+
 
 # -- lattices ---------------------------------------------------------------------------
 
@@ -124,6 +141,7 @@ def triangle_lattice(area_m2: float) -> Lattice:
     return Lattice(height, side / 2, 0.0, (up, down))
 
 
+#: The planar shapes of :data:`geotag.geo.defaults.SHAPES` (all but ``h3``).
 LATTICES: dict[str, Callable[[float], Lattice]] = {
     "hex": hexagon_lattice,
     "square": square_lattice,
@@ -207,9 +225,6 @@ def h3_candidates(
     return Candidates(
         np.asarray(polygons), row, shapely.get_x(centres), mean_area, h3_resolution=resolution
     )
-
-
-SHAPES = ("hex", "square", "triangle", "h3")
 
 
 # -- the grid ---------------------------------------------------------------------------
@@ -318,6 +333,18 @@ def projected_region(geometry: BaseGeometry, projection: EqualAreaProjection) ->
     projected = projection.project(geometry)
     merged = shapely.union_all(shapely.get_parts(projected))
     return shapely.make_valid(merged)
+
+
+def cells_in_plane(cells_lonlat: np.ndarray, projection: EqualAreaProjection) -> np.ndarray:
+    """Cells (EPSG:4326) as polygons of ``projection``'s plane.
+
+    A cell split at the antimeridian for EPSG:4326 (see :func:`to_lonlat`) is made whole
+    again, so every picture and every point-in-cell test sees the same cell.
+    """
+    projected = np.asarray(projection.project(cells_lonlat), dtype=object)
+    for i in np.flatnonzero(shapely.get_num_geometries(projected) > 1):
+        projected[i] = projected_region(cells_lonlat[i], projection)
+    return projected
 
 
 def region_fractions(polygons: np.ndarray, region_projected: BaseGeometry) -> np.ndarray:

@@ -18,9 +18,12 @@ OUTSIDE = -1
 class CellLocator:
     """Point-in-cell lookups against one grid, vectorised."""
 
-    def __init__(self, grid: Grid, cells_projected: np.ndarray) -> None:
+    def __init__(self, grid: Grid, cells_projected: np.ndarray | None = None) -> None:
+        """``cells_projected``: the grid's :meth:`Grid.cells_in_plane`, when already made."""
         from geotag.geo.sample import cell_pieces
 
+        if cells_projected is None:
+            cells_projected = grid.cells_in_plane()
         self.projection = grid.projection
         self.cell_ids = grid.cells["cell_id"].to_numpy()
         self.pieces = cell_pieces(

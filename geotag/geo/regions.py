@@ -19,7 +19,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geotag.errors import InputError
+from geotag.errors import InputError, first_line
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -151,8 +151,7 @@ def region_from_file(path: Path) -> Region:
                 warnings.simplefilter("ignore")  # GDAL chatter about odd but readable files
                 frame = gpd.read_file(path, layer=layer)
     except Exception as exc:  # GDAL, Arrow and JSON errors all mean "not a readable region"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read region file {path}: {first_line}") from None
+        raise InputError(f"cannot read region file {path}: {first_line(exc)}") from None
     if not isinstance(frame, gpd.GeoDataFrame) or "geometry" not in frame:
         raise InputError(f"region file {path} has no geometry column")
     if len(frame) == 0:

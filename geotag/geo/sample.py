@@ -15,14 +15,13 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geotag.errors import InputError
+from geotag.geo.defaults import DEFAULT_PER_CELL, DEFAULT_SEED
 from geotag.geo.projection import EqualAreaProjection
 
 if TYPE_CHECKING:
     import pandas as pd
 
 MAX_POINTS = 50_000_000
-DEFAULT_SEED = 0
-DEFAULT_PER_CELL = 10
 POINT_COLUMNS = ("point_id", "cell_id", "lat", "lon")
 
 

@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geotag.atomic import atomic_path
 from geotag.errors import InputError
-from geotag.report.maps import _boundary_lines
+from geotag.report.maps import boundary_lines, frame_plane
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -187,7 +187,7 @@ def plot_accuracy_map(
     if "cell_id" not in cells.columns:
         raise InputError("the grid cells have no cell_id column")
 
-    from geotag.geo.grid import projected_region
+    from geotag.geo.grid import cells_in_plane, projected_region
     from geotag.geo.projection import EqualAreaProjection
     from geotag.geo.regions import polygon_center
 
@@ -201,7 +201,7 @@ def plot_accuracy_map(
             centred_on = shapely.GeometryCollection(list(shapely.get_parts(cells_lonlat)))
         projection = EqualAreaProjection.centred_on(*polygon_center(centred_on))
     region_xy = None if region_lonlat is None else projected_region(region_lonlat, projection)
-    cells_xy = _cells_in_plane(cells_lonlat, projection)
+    cells_xy = cells_in_plane(cells_lonlat, projection)
 
     ids = cells["cell_id"].to_numpy()
     table = per_cell.drop_duplicates("cell_id").set_index("cell_id")
@@ -254,7 +254,7 @@ def plot_accuracy_map(
                 )
             )
         if region_xy is not None:
-            outline = [np.asarray(line.coords) / km for line in _boundary_lines(region_xy)]
+            outline = [np.asarray(line.coords) / km for line in boundary_lines(region_xy)]
             ax.add_collection(LineCollection(outline, colors=OUTLINE, linewidths=0.9))
 
         clipped = value == "median_km" and bool((values[has_data] > norm.vmax).any())
@@ -272,7 +272,7 @@ def plot_accuracy_map(
             )
             ax.legend(handles=[swatch], loc="lower left", fontsize=9)
         shown = cells_xy if region_xy is None else np.append(cells_xy, region_xy)
-        _frame_plane(ax, shown, km)
+        frame_plane(ax, shown, km)
         n_with = int(has_data.sum())
         what = "Top-1 accuracy" if value == "accuracy" else "Median error"
         ax.set_title(
@@ -300,32 +300,10 @@ def _region_geometry(region: Any) -> BaseGeometry:
     return merged
 
 
-def _cells_in_plane(cells: np.ndarray, projection: EqualAreaProjection) -> np.ndarray:
-    """Cells in the projection; a cell split at the antimeridian is made whole again."""
-    from geotag.geo.grid import projected_region
-
-    projected = np.asarray(projection.project(cells), dtype=object)
-    for i in np.flatnonzero(shapely.get_num_geometries(projected) > 1):
-        projected[i] = projected_region(cells[i], projection)
-    return projected
-
-
 def _rings_km(polygons: np.ndarray, km: float) -> tuple[list[np.ndarray], np.ndarray]:
     parts, owner = shapely.get_parts(polygons, return_index=True)
     rings = [np.asarray(r.coords) / km for r in shapely.get_exterior_ring(parts)]
     return rings, owner
-
-
-def _frame_plane(ax: Any, geometries: np.ndarray, km: float) -> None:
-    """Axes limits, aspect and labels of a map in the grid's plane, as grid.png has them."""
-    x_min, y_min, x_max, y_max = shapely.total_bounds(geometries) / km
-    pad = 0.03 * max(x_max - x_min, y_max - y_min, 1e-9)
-    ax.set_xlim(x_min - pad, x_max + pad)
-    ax.set_ylim(y_min - pad, y_max + pad)
-    ax.set_aspect("equal")
-    ax.set_xlabel("km east of the region's centre (equal-area projection)")
-    ax.set_ylabel("km north of the region's centre")
-    ax.grid(alpha=0.2)
 
 
 # -- distance curve ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ the size they are and nothing breaks at the antimeridian.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -44,7 +45,7 @@ def plot_grid(
                 rings, facecolors="#dbe9f6", edgecolors="#3b6ea5", linewidths=0.4, alpha=0.9
             )
         )
-        outline = [np.asarray(line.coords) / km for line in _boundary_lines(region)]
+        outline = [np.asarray(line.coords) / km for line in boundary_lines(region)]
         ax.add_collection(LineCollection(outline, colors="#222222", linewidths=0.9))
 
         if len(cells) <= MAX_LABELLED_CELLS:
@@ -64,15 +65,8 @@ def plot_grid(
             size = 8 if len(x) < 5_000 else 2
             ax.scatter(x / km, y / km, s=size, c="#d1495b", linewidths=0, zorder=3)
 
-        x_min, y_min, x_max, y_max = shapely.total_bounds(np.append(cells, region)) / km
-        pad = 0.03 * max(x_max - x_min, y_max - y_min, 1e-9)
-        ax.set_xlim(x_min - pad, x_max + pad)
-        ax.set_ylim(y_min - pad, y_max + pad)
-        ax.set_aspect("equal")
-        ax.set_xlabel("km east of the region's centre (equal-area projection)")
-        ax.set_ylabel("km north of the region's centre")
+        frame_plane(ax, np.append(cells, region), km)
         ax.set_title(title)
-        ax.grid(alpha=0.2)
         fig.tight_layout()
         with atomic_path(Path(path)) as tmp:
             fig.savefig(tmp, format="png")
@@ -86,5 +80,19 @@ def _exteriors(geometries: np.ndarray) -> list[BaseGeometry]:
     return list(shapely.get_exterior_ring(parts))
 
 
-def _boundary_lines(geometry: BaseGeometry) -> list[BaseGeometry]:
+def boundary_lines(geometry: BaseGeometry) -> list[BaseGeometry]:
+    """The outline of a (multi)polygon as plain lines, ready for a LineCollection."""
     return list(shapely.get_parts(shapely.boundary(shapely.get_parts(geometry))))
+
+
+def frame_plane(ax: Any, geometries: np.ndarray, km: float) -> None:
+    """Axes limits, aspect and labels of a map in the grid's plane: every map of a grid
+    (grid.png, points.png, accuracy_map.png) is framed the same way."""
+    x_min, y_min, x_max, y_max = shapely.total_bounds(geometries) / km
+    pad = 0.03 * max(x_max - x_min, y_max - y_min, 1e-9)
+    ax.set_xlim(x_min - pad, x_max + pad)
+    ax.set_ylim(y_min - pad, y_max + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel("km east of the region's centre (equal-area projection)")
+    ax.set_ylabel("km north of the region's centre")
+    ax.grid(alpha=0.2)

@@ -23,7 +23,7 @@ def plot_prediction(workspace: Workspace, prediction: Prediction, path: Path) ->
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
 
-    from geotag.stages.grid import load_grid
+    from geotag.gridfile import load_grid
 
     cells = load_grid(workspace).cells
     figure, axes = plt.subplots(figsize=(7, 7), dpi=110)

@@ -1,12 +1,18 @@
-"""Provider names -> how to build them: the ``--provider`` choices come from here."""
+"""Provider names -> how to build them: the ``--provider`` choices come from here.
+
+Importing this module imports no provider (and no httpx): each is built on demand.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from geotag.errors import InputError
-from geotag.scrape.providers.base import ImageOptions, Provider
+
+if TYPE_CHECKING:
+    from geotag.scrape.providers.base import ImageOptions, Provider
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from geotag.geo.distance import haversine_m
+from geotag.sim.defaults import DEFAULT_USER_FRACTION
 from geotag.sim.geography import Geography
 from geotag.sim.render import Scene, render_view
 
 TILE_DEG = 0.05
 SPACING_M = 180.0
 METRES_PER_DEG = 111_320.0
-DEFAULT_USER_FRACTION = 0.2
 #: A photographer's home area: a block this many degrees on a side (~330 km).
 PHOTOGRAPHER_BLOCK_DEG = 3.0
 SOURCES = ("default", "outdoor")

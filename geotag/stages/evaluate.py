@@ -106,10 +106,10 @@ def run_eval(
     from geotag.dataset import image_groups
     from geotag.evaluate import metrics as m
     from geotag.evaluate.inference import class_probabilities
+    from geotag.gridfile import load_grid
     from geotag.report import evaluation as plots
-    from geotag.stages.grid import load_grid
-    from geotag.stages.train import resolve_device
     from geotag.train.data import inference_workers
+    from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
 
     started = time.perf_counter()

@@ -192,7 +192,7 @@ def run_audit(
     from geotag.explain.metadata import copyright_leak
     from geotag.explain.overlay import save_contact_sheet, save_mean_cam
     from geotag.stages.evaluate import check_major_version, held_out_sets, image_root
-    from geotag.stages.train import resolve_device
+    from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
 
     started = time.perf_counter()

@@ -31,12 +31,12 @@ from PIL import Image, UnidentifiedImageError
 
 from geotag.atomic import atomic_path
 from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
-from geotag.errors import InputError
+from geotag.errors import InputError, first_line
 from geotag.exif import ExifInfo, heading_degrees, iso_date, read_exif
 from geotag.geo.locate import OUTSIDE, CellLocator
+from geotag.gridfile import load_grid
 from geotag.progress import NullProgress, Progress
 from geotag.scrape.paths import image_relpath
-from geotag.stages.grid import cells_in_plane, load_grid
 from geotag.workspace import Workspace
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -151,7 +151,7 @@ def run_import(
     decoded = _decode_all(list(dict.fromkeys(c.path for c in candidates)), progress)
 
     progress.start("locating cells", None)
-    locator = CellLocator(grid, cells_in_plane(grid))
+    locator = CellLocator(grid)
     accepted = _accept(candidates, decoded, locator, skipped)
     existing = read_images(workspace)  # a damaged images.parquet fails before any copy
 
@@ -248,7 +248,7 @@ def _read_table(table: Path) -> pd.DataFrame:
             return pd.read_csv(table, dtype=str, encoding="utf-8-sig")
         return pd.read_parquet(table)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {table}: {_one_line(exc)}") from None
+        raise InputError(f"cannot read {table}: {first_line(exc)}") from None
 
 
 def _table_candidates(table: Path, skipped: list[Skipped]) -> list[_Candidate]:
@@ -334,7 +334,7 @@ def _decode(path: Path) -> _Decoded | str:
     except UnidentifiedImageError:
         return "not an image file Pillow can read"
     except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError ...
-        return f"cannot decode the image: {_one_line(exc)}"
+        return f"cannot decode the image: {first_line(exc)}"
 
 
 # -- deciding -----------------------------------------------------------------------------
@@ -435,7 +435,7 @@ def _jpeg_bytes(source: Path) -> bytes:
             with Image.open(source) as image:
                 image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
     except Exception as exc:  # the file changed since it was decoded, or an odd mode
-        raise _ConversionError(f"cannot convert to JPEG: {_one_line(exc)}") from None
+        raise _ConversionError(f"cannot convert to JPEG: {first_line(exc)}") from None
     return buffer.getvalue()
 
 
@@ -476,8 +476,3 @@ def _cell_text(value: Any) -> str | None:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

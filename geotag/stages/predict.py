@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from geotag.errors import InputError
+from geotag.errors import InputError, first_line
 from geotag.progress import NullProgress, Progress
 from geotag.workspace import Workspace
 
@@ -115,8 +115,7 @@ def image_problem(path: Path) -> str | None:
     except UnidentifiedImageError:
         return "not an image"
     except (OSError, ValueError, SyntaxError) as exc:
-        lines = str(exc).strip().splitlines()
-        return f"cannot decode ({lines[0] if lines else type(exc).__name__})"
+        return f"cannot decode ({first_line(exc)})"
     return None
 
 
@@ -155,8 +154,8 @@ def run_predict(
     from geotag.evaluate.metrics import predicted_points
     from geotag.geo.distance import haversine_km
     from geotag.stages.evaluate import check_major_version
-    from geotag.stages.train import resolve_device
     from geotag.train.data import inference_workers
+    from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
 
     progress = progress or NullProgress()

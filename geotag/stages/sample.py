@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from geotag.atomic import atomic_path
-from geotag.geo.sample import DEFAULT_PER_CELL, DEFAULT_SEED, Quota, cell_pieces, sample_points
+from geotag.geo.defaults import DEFAULT_PER_CELL, DEFAULT_SEED
 from geotag.progress import NullProgress, Progress
-from geotag.report.maps import plot_grid
-from geotag.stages.grid import cells_in_plane, grid_title, load_grid
 from geotag.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,11 @@ def run_sample(
     progress: Progress | None = None,
 ) -> SampleResult:
     """Draw points in every cell of the workspace's grid and write points.parquet/.png."""
+    from geotag.atomic import atomic_path
+    from geotag.geo.sample import Quota, cell_pieces, sample_points
+    from geotag.gridfile import load_grid
+    from geotag.report.maps import plot_grid
+
     progress = progress or NullProgress()
     started = time.perf_counter()
     if per_cell is None and total is None:
@@ -40,7 +44,7 @@ def run_sample(
     quota = Quota(per_cell=per_cell, total=total)
     progress.start("reading the grid", None)
     grid = load_grid(workspace)
-    cells = cells_in_plane(grid)
+    cells = grid.cells_in_plane()
     pieces = cell_pieces(cells, grid.cells["region_fraction"].to_numpy(), grid.region_projected)
     progress.start("sampling points", None)
     points = sample_points(grid.cells["cell_id"].to_numpy(), pieces, grid.projection, quota, seed)
@@ -54,7 +58,7 @@ def run_sample(
         cells,
         grid.cells["cell_id"].to_numpy(),
         grid.region_projected,
-        title=f"{grid_title(grid)}, {len(points):,} points",
+        title=f"{grid.title}, {len(points):,} points",
         points_xy=(x, y),
         seed=seed,
     )

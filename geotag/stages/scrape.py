@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
 from geotag.errors import DataError, InputError
 from geotag.geo.locate import OUTSIDE, CellLocator
+from geotag.gridfile import load_grid
 from geotag.scrape.manifest import Manifest
 from geotag.scrape.providers.base import ImageOptions, Point
 from geotag.scrape.registry import PROVIDERS, make_provider
 from geotag.scrape.retry import RetryPolicy
 from geotag.scrape.scraper import LoopSettings, ScrapeCounts, ScrapeLoop, remove_stale_parts
-from geotag.sim.world import DEFAULT_USER_FRACTION
-from geotag.stages.grid import cells_in_plane, load_grid
+from geotag.sim.defaults import DEFAULT_USER_FRACTION
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def run_scrape(
             root=workspace.root,
             provider=provider,
             manifest=manifest,
-            locator=CellLocator(grid, cells_in_plane(grid)),
+            locator=CellLocator(grid),
             settings=LoopSettings(
                 concurrency=options.concurrency,
                 rate=options.rate or provider.default_rate,

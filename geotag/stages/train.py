@@ -8,6 +8,7 @@ data-parallel training; only rank 0 writes files.
 from __future__ import annotations
 
 import datetime
+import math
 import random
 import time
 from collections.abc import Callable
@@ -15,14 +16,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from geotag import __version__
 from geotag.errors import InputError
 from geotag.progress import NullProgress, Progress
+from geotag.train.device import DEVICES
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import torch
 
@@ -35,7 +36,6 @@ DEFAULT_MODEL = "convnext_tiny.fb_in22k_ft_in1k"
 SPLITS = ("group", "spatial")
 SMOOTHING = ("none", "haversine")
 FUSIONS = ("mean", "concat")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def check_options(options: TrainOptions) -> None:
         raise InputError(f"--batch-size must be at least 1; got {o.batch_size}")
     if o.epochs < 1:
         raise InputError(f"--epochs must be at least 1; got {o.epochs}")
-    if not (o.lr > 0 and np.isfinite(o.lr)):
+    if not (o.lr > 0 and math.isfinite(o.lr)):
         raise InputError(f"--lr must be a positive number; got {o.lr}")
     if not 0.0 <= o.mask_bottom <= 0.9:
         raise InputError(f"--mask-bottom must lie in [0, 0.9]; got {o.mask_bottom:g}")
@@ -132,28 +132,14 @@ def check_options(options: TrainOptions) -> None:
         raise InputError(f"--name must be a plain folder name; got {o.name!r}")
 
 
-def resolve_device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available here")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps: Apple's Metal backend is not available here")
-    return torch.device(name)
-
-
 # -- samples and folds --------------------------------------------------------------------
 def build_samples(
     images: pd.DataFrame, labels: np.ndarray, views: int
 ) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray, np.ndarray]:
     """One sample per image, or with ``views`` > 1 one per place: its first V headings
     (repeated when a place has fewer)."""
+    import numpy as np
+
     from geotag.dataset import image_groups
 
     groups = image_groups(images)
@@ -195,6 +181,8 @@ def _folds_for(
     options: TrainOptions,
     resume: bool,
 ) -> np.ndarray:
+    import numpy as np
+
     from geotag.train.folds import assign_folds, read_folds
     from geotag.train.runs import FOLDS
 
@@ -221,10 +209,11 @@ def run_train(
     on_notice: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the fold(s) ``options`` names; returns each fold's history and best epoch."""
+    import numpy as np
     import torch
 
     from geotag.dataset import read_images
-    from geotag.stages.grid import load_grid
+    from geotag.gridfile import load_grid
     from geotag.train import distributed
     from geotag.train.classes import choose_classes
     from geotag.train.data import check_bad_share, find_bad_images, preprocessing_for
@@ -257,6 +246,8 @@ def run_train(
         )
     else:
         check_architecture(options.model)
+
+    from geotag.train.device import resolve_device
 
     device = resolve_device(options.device)
     ranks = distributed.start(device)
@@ -376,6 +367,8 @@ def run_train(
 def _write_folds(
     path: Path, views: list[tuple[str, ...]], groups: np.ndarray, folds: np.ndarray
 ) -> None:
+    import numpy as np
+
     from geotag.train.folds import write_folds
 
     paths = [p for v in views for p in dict.fromkeys(v)]
@@ -401,6 +394,7 @@ def _train_fold(
     on_epoch: Callable[[EpochResult], None] | None,
     resume: bool,
 ) -> FoldOutcome:
+    import numpy as np
     import torch
 
     from geotag.train.checkpoint import LAST

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from geotag.atomic import atomic_path
-from geotag.errors import DataError
+from geotag.errors import DataError, first_line
 
 BEST = "model.safetensors"
 LAST = "last.ckpt"
@@ -47,8 +47,7 @@ def load_best(model: torch.nn.Module, path: Path) -> None:
     try:
         unwrap(model).load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DataError(f"{path} does not fit the run's model: {first}") from None
+        raise DataError(f"{path} does not fit the run's model: {first_line(exc)}") from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from geotag.atomic import atomic_path
-from geotag.errors import DataError, InputError
+from geotag.errors import DataError, InputError, first_line
 
 FOLD_COLUMNS = ("path", "group", "fold")
 
@@ -124,9 +124,7 @@ def read_folds(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise DataError(f"folds file {path} is missing") from None
     except (OSError, ValueError) as exc:  # ParserError, EmptyDataError, bad UTF-8
-        raise DataError(
-            f"folds file {path} is damaged: {str(exc).strip().splitlines()[0]}"
-        ) from None
+        raise DataError(f"folds file {path} is damaged: {first_line(exc)}") from None
     if tuple(frame.columns) != FOLD_COLUMNS:
         raise DataError(
             f"folds file {path} is damaged: columns are {', '.join(map(str, frame.columns))}, "

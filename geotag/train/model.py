@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from geotag.errors import InputError
+from geotag.errors import InputError, first_line
 
 FUSIONS = ("mean", "concat")
 """How a multi-view model fuses its views' features: PIGEON averages, DeepGeo concatenates."""
@@ -261,18 +261,15 @@ def _attempt(name: str, create: Any, reason: str | None) -> nn.Module:
         # "not in the cache" (FileNotFoundError) and "may not connect" (ConnectionError)
         # are what ``reason`` explains better; anything else speaks for itself.
         expected = isinstance(exc, (FileNotFoundError, ConnectionError))
-        why = reason if reason is not None and expected else _one_line(exc)
+        why = (
+            reason
+            if reason is not None and expected
+            else first_line(exc, with_type=True, limit=160)
+        )
         raise InputError(
             f"cannot load pretrained weights for {name!r}: {why}; {_FLAGS_HINT}"
         ) from exc
     return model
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    first = first if len(first) <= limit else first[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -400,7 +397,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     # safetensors raises its own SafetensorError, torch.load any of UnpicklingError,
     # RuntimeError, EOFError, OSError, ValueError ... for a damaged or foreign file.
     except Exception as exc:
-        raise InputError(f"cannot read weights file {path}: {_one_line(exc)}") from exc
+        why = first_line(exc, with_type=True, limit=160)
+        raise InputError(f"cannot read weights file {path}: {why}") from exc
     if isinstance(loaded, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(loaded.get(key), Mapping):

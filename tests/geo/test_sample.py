@@ -9,12 +9,11 @@ from geotag.errors import InputError
 from geotag.geo.grid import Grid, make_grid
 from geotag.geo.regions import country_region
 from geotag.geo.sample import MAX_POINTS, Quota, cell_pieces, sample_in_polygons, sample_points
-from geotag.stages.grid import cells_in_plane
 
 
 def pieces_of(grid: Grid) -> np.ndarray:
     return cell_pieces(
-        cells_in_plane(grid), grid.cells["region_fraction"].to_numpy(), grid.region_projected
+        grid.cells_in_plane(), grid.cells["region_fraction"].to_numpy(), grid.region_projected
     )
 
 

@@ -18,7 +18,6 @@ from geotag.geo.regions import Region
 from geotag.report.evaluation import (
     MAX_TICK_LABELS,
     NO_DATA_FILL,
-    _cells_in_plane,
     confusion_ticks,
     plot_accuracy_map,
     plot_confusion,
@@ -135,7 +134,7 @@ def test_accuracy_map_keeps_antimeridian_cells_whole(tmp_path: Path) -> None:
     )
     grid = make_grid(Region("fiji-ish", geometry, "test"), 100.0)
     assert (shapely.get_num_geometries(grid.cells.geometry.values) > 1).any()
-    flat = _cells_in_plane(np.asarray(grid.cells.geometry.values), grid.projection)
+    flat = grid.cells_in_plane()
     assert (shapely.get_num_geometries(flat) == 1).all()
     assert shapely.area(flat) / 1e6 == pytest.approx(100.0**2, rel=1e-6)
 

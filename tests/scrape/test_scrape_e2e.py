@@ -27,6 +27,7 @@ from geotag.cli import app
 from geotag.dataset import IMAGE_COLUMNS
 from geotag.errors import AuthError
 from geotag.geo.locate import CellLocator
+from geotag.gridfile import load_grid
 from geotag.scrape.manifest import Manifest
 from geotag.scrape.paths import image_relpath
 from geotag.scrape.providers.base import Found, ImageOptions, Point
@@ -34,7 +35,6 @@ from geotag.scrape.registry import make_provider
 from geotag.scrape.scraper import LoopSettings, ScrapeLoop
 from geotag.sim.server import SimServer
 from geotag.sim.world import World
-from geotag.stages.grid import cells_in_plane, load_grid
 from geotag.stages.scrape import export_images, run_scrape
 from geotag.workspace import Workspace
 from tests.scrape.conftest import (
@@ -433,7 +433,7 @@ def test_a_bad_key_on_the_command_line_is_one_line_without_the_key(
 def test_panoramas_outside_the_region_are_dropped_and_counted(ws: Workspace, world: World) -> None:
     west, south, _, north = BBOX
     grid = load_grid(ws)
-    locator = CellLocator(grid, cells_in_plane(grid))
+    locator = CellLocator(grid, grid.cells_in_plane())
     lats = [south + (north - south) * (i + 0.5) / 16 for i in range(16)]
     lons = [west + 0.002] * len(lats)  # about 150 m inside the western edge
     edge = pd.DataFrame(
@@ -591,7 +591,7 @@ def test_hostile_panorama_ids_cannot_escape_the_images_folder(
             root=ws.root,
             provider=HostileProvider(jpeg),
             manifest=manifest,
-            locator=CellLocator(grid, cells_in_plane(grid)),
+            locator=CellLocator(grid, grid.cells_in_plane()),
             settings=LoopSettings(concurrency=2, rate=1000.0, max_attempts=1, max_images=None),
         )
         asyncio.run(loop.run(jobs, []))
@@ -654,7 +654,7 @@ def test_an_image_is_marked_done_only_once_its_file_is_complete(
                 "sim", ImageOptions(size=SIZE, radius_m=RADIUS_M), base_url=server.base_url
             ),
             manifest=manifest,
-            locator=CellLocator(grid, cells_in_plane(grid)),
+            locator=CellLocator(grid, grid.cells_in_plane()),
             settings=LoopSettings(concurrency=4, rate=500.0, max_attempts=3, max_images=None),
         )
         asyncio.run(loop.run([(p, 0) for p in points], []))

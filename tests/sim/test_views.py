@@ -8,9 +8,10 @@ from typer.testing import CliRunner
 
 from geotag.cli import app
 from geotag.errors import InputError
+from geotag.gridfile import load_grid
 from geotag.sim import World
 from geotag.sim.views import check_camera, contact_sheet, view_near
-from geotag.stages.grid import load_grid, run_grid
+from geotag.stages.grid import run_grid
 from geotag.workspace import Workspace
 
 runner = CliRunner()

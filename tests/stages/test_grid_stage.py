@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from geotag.errors import InputError, WorkspaceError
-from geotag.stages.grid import load_grid, run_grid
+from geotag.gridfile import load_grid
+from geotag.stages.grid import run_grid
 from geotag.workspace import Workspace
 from tests.conftest import snapshot
 

@@ -1,0 +1,154 @@
+"""What every command shares: the consoles, option aliases, errors, progress bars.
+
+Nothing here imports more than Typer and rich, so ``geotag --help`` stays quick; each
+command imports the library it calls inside its own function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from geotag.errors import GeotagError, first_line
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgressBar
+    from rich.progress import Task
+    from rich.text import Text
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOption = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="GEOTAG_WORKSPACE",
+        help="Workspace folder holding every stage's files.",
+        show_default="current folder",
+        file_okay=True,
+        dir_okay=True,
+    ),
+]
+RunOption = Annotated[
+    str | None, typer.Option("--run", help="Run name.", show_default="the latest run")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", help="DataLoader workers.", show_default="0 on a CPU, cores - 1 on a GPU"
+    ),
+]
+
+
+@contextlib.contextmanager
+def reporting_errors() -> Iterator[None]:
+    """Turn library errors into ``Error: <one line>`` and exit 1 (traceback only on debug)."""
+    debug = os.environ.get("GEOTAG_DEBUG", "") not in ("", "0")
+    try:
+        yield
+    except GeotagError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]Interrupted.[/yellow] Files already written are kept.")
+        raise typer.Exit(code=130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        message = first_line(exc) if str(exc).strip() else ""
+        err_console.print(
+            f"[red]Error:[/red] unexpected {type(exc).__name__}: {message} "
+            "(set GEOTAG_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1) from None
+
+
+def warn(*messages: str) -> None:
+    for message in messages:
+        err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+
+
+def skipped(bad: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> None:
+    """One line per input that could not be used, on stderr."""
+    for path, why in bad:
+        err_console.print(
+            f"[yellow]Skipped[/yellow] {path}: {why}", highlight=False, soft_wrap=True
+        )
+
+
+def files_list(files: tuple[Path, ...]) -> str:
+    return ", ".join(str(f) for f in files)
+
+
+def bar_columns() -> tuple[object, ...]:
+    """A spinner, the task, a bar, done/total, the rate and the time left."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    class RateColumn(ProgressColumn):
+        """Steps per second, once rich has measured some."""
+
+        def render(self, task: Task) -> Text:
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.1f}/s" if speed else "", style="progress.data.speed")
+
+    return (
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+class BarProgress:
+    """The library's Progress on a rich progress bar: one line, renamed as work moves on,
+    counting steps (done/total, rate, time left) whenever the library knows the total."""
+
+    def __init__(self, bar: RichProgressBar) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting", total=None)
+
+    def start(self, task: str, total: int | None) -> None:
+        self.bar.reset(self.task, description=task, total=total, completed=0)
+
+    def advance(self, steps: int = 1) -> None:
+        self.bar.advance(self.task, steps)
+
+
+@contextlib.contextmanager
+def progress_bar(*, disable: bool = False) -> Iterator[BarProgress]:
+    """A transient progress bar on stdout for one library call."""
+    from rich.progress import Progress as RichProgressBar
+
+    with RichProgressBar(
+        *bar_columns(),  # type: ignore[arg-type]
+        console=console,
+        disable=disable,
+        transient=True,
+    ) as bar:
+        yield BarProgress(bar)

@@ -1,0 +1,202 @@
+"""``geotag eval`` and ``geotag predict``: how good a run is, and where a photo was taken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from geotag.cli.common import (
+    DeviceOption,
+    RunOption,
+    WorkersOption,
+    WorkspaceOption,
+    console,
+    progress_bar,
+    reporting_errors,
+    skipped,
+)
+from geotag.workspace import Workspace
+
+
+def eval_(
+    workspace: WorkspaceOption = Path("."),
+    run: RunOption = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="A separate test set (an images.parquet table)."),
+    ] = None,
+    mask_bottom: Annotated[
+        float | None,
+        typer.Option("--mask-bottom", help="Also blank this bottom fraction (ablation)."),
+    ] = None,
+    mask: Annotated[
+        str | None,
+        typer.Option("--mask", help="Also blank a band: bottom|top|left|right:FRACTION."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
+    workers: WorkersOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Score a trained run: accuracy, km errors, GeoScore, confusion matrix and maps.
+
+    Each fold is scored on its own held-out images, per image and per location (the
+    headings of one place fused). Writes runs/NAME/eval/ (eval-BAND/ with a mask).
+
+    Example:
+
+        geotag eval -w india
+
+        geotag eval -w india --mask bottom:0.1
+    """
+    from geotag.stages.evaluate import EvalOptions, run_eval
+    from geotag.train.bands import Band, parse_band
+
+    with reporting_errors():
+        if mask is not None and mask_bottom is not None:
+            from geotag.errors import InputError
+
+            raise InputError("give --mask or --mask-bottom, not both")
+        band = parse_band(mask) if mask else (Band("bottom", mask_bottom) if mask_bottom else None)
+        with progress_bar() as progress:
+            result = run_eval(
+                Workspace(workspace),
+                EvalOptions(run=run, images=images, mask=band, batch_size=batch_size,
+                            workers=workers, device=device),
+                progress=progress,
+            )  # fmt: skip
+    _print_metrics(result.metrics)
+    console.print(f"Files in {result.folder} ({result.seconds:.0f} s).")
+
+
+def _print_metrics(metrics: dict[str, object]) -> None:
+    """The headline metrics, per image and per location, mean +/- std over folds."""
+    headline = str(metrics["headline"])
+    chance = float(metrics["chance_top1"])  # type: ignore[arg-type]
+    table = Table(title=f"run {metrics['run']}: {metrics['test_set']}, folds {metrics['folds']}")
+    table.add_column("metric")
+    table.add_column("per image", justify="right")
+    table.add_column("per location", justify="right")
+    table.add_column("chance", justify="right")
+
+    def cell(view: str, *keys: str, percent: bool = False) -> str:
+        part = metrics[view]
+        mean, std = part["mean"], part["std"]  # type: ignore[index]
+        for key in keys:
+            mean, std = mean[key], std[key]
+        # One fold has no spread to show.
+        single = len(metrics["folds"]) < 2  # type: ignore[arg-type]
+        if percent:
+            return f"{mean:.1%}" if single else f"{mean:.1%} ± {std:.1%}"
+        return f"{mean:,.0f}" if single else f"{mean:,.0f} ± {std:,.0f}"
+
+    rows: list[tuple[str, tuple[str, ...], bool, str]] = [
+        ("top-1", ("top1",), True, f"{chance:.1%}"),
+        ("top-5", ("top5",), True, f"{min(1.0, 5 * chance):.1%}"),
+        ("balanced accuracy", ("balanced_accuracy",), True, f"{chance:.1%}"),
+        (f"median km ({headline})", ("predictors", headline, "median_km"), False, ""),
+        (f"mean km ({headline})", ("predictors", headline, "mean_km"), False, ""),
+        (f"GeoScore ({headline})", ("predictors", headline, "geoscore"), False, ""),
+    ]
+    rows += [
+        (
+            f"within {radius} km ({headline})",
+            ("predictors", headline, f"within_{radius}km"),
+            True,
+            "",
+        )
+        for radius in (25, 200, 750)
+    ]
+    for label, keys, percent, baseline in rows:
+        table.add_row(
+            label,
+            cell("per_image", *keys, percent=percent),
+            cell("per_location", *keys, percent=percent),
+            baseline,
+        )
+    console.print(table)
+    note = (
+        "weighted mean of the top-5 cell centres" if headline == "weighted" else "top cell's centre"
+    )
+    console.print(f"Predicted point: {note} (the better of the two; both in metrics.json).")
+
+
+def predict(
+    images: Annotated[
+        list[Path], typer.Argument(help="Photos, or folders of photos.", show_default=False)
+    ],
+    workspace: WorkspaceOption = Path("."),
+    run: RunOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Cells to list per photo.")] = 5,
+    fuse: Annotated[
+        bool, typer.Option("--fuse", help="Treat all photos as views of one place.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead of a table.")
+    ] = False,
+    map_path: Annotated[
+        Path | None,
+        typer.Option("--map", help="Draw the first photo's (or the fused) top cells and point."),
+    ] = None,
+    device: DeviceOption = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Decoding processes.", show_default="0-1 on a CPU"),
+    ] = None,
+) -> None:
+    """Where was this photo taken? Top cells, a point and the nearest place.
+
+    When a photo has EXIF GPS tags the true location and the error are shown too.
+
+    Example:
+
+        geotag predict -w india photo.jpg
+
+        geotag predict -w india street/ --fuse --json
+    """
+    import json as json_lib
+
+    from geotag.stages.predict import PredictOptions, run_predict
+
+    with reporting_errors():
+        result = run_predict(
+            Workspace(workspace),
+            images,
+            PredictOptions(run=run, top_k=top_k, fuse=fuse, device=device, workers=workers),
+        )
+        if map_path is not None:
+            from geotag.report.prediction import plot_prediction
+
+            plot_prediction(Workspace(workspace), result.predictions[0], map_path)
+    skipped(result.bad)
+    if as_json:
+        for prediction in result.predictions:
+            print(json_lib.dumps(prediction.to_json(), ensure_ascii=False))
+        return
+    for prediction in result.predictions:
+        name = (
+            prediction.paths[0] if len(prediction.paths) == 1 else f"{len(prediction.paths)} views"
+        )
+        table = Table(title=name, title_justify="left")
+        for column in ("rank", "cell", "probability", "centre"):
+            table.add_column(column, justify="right")
+        for rank, guess in enumerate(prediction.top_k, 1):
+            table.add_row(str(rank), str(guess.cell_id), f"{guess.probability:.1%}",
+                          f"{guess.lat:.3f}, {guess.lon:.3f}")  # fmt: skip
+        console.print(table)
+        place = ", ".join(p for p in (prediction.place, prediction.country) if p)
+        console.print(
+            f"  predicted {prediction.lat:.4f}, {prediction.lon:.4f}"
+            + (f" (near {place})" if place else ""),
+            highlight=False,
+        )
+        if prediction.error_km is not None:
+            console.print(
+                f"  EXIF GPS {prediction.true_lat:.4f}, {prediction.true_lon:.4f}: "
+                f"error {prediction.error_km:,.1f} km",
+                highlight=False,
+            )
+    if map_path is not None:
+        console.print(f"Map: {map_path}")

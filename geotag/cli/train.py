@@ -1,0 +1,194 @@
+"""``geotag train``: a timm classifier over the grid cells, cross-validated by location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from geotag.cli.common import (
+    DeviceOption,
+    WorkersOption,
+    WorkspaceOption,
+    console,
+    progress_bar,
+    reporting_errors,
+    warn,
+)
+from geotag.stages.train import TrainOptions
+from geotag.workspace import Workspace
+
+if TYPE_CHECKING:
+    from geotag.train.loop import EpochResult
+
+#: ``geotag train``'s defaults are the library's, not a copy of them.
+TRAIN_DEFAULTS = TrainOptions()
+
+
+def train(
+    workspace: WorkspaceOption = Path("."),
+    model: Annotated[
+        str, typer.Option("--model", help="Any timm architecture name.")
+    ] = TRAIN_DEFAULTS.model,
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained/--no-pretrained",
+            help="Start from the model's pretrained weights (downloaded once; needs internet).",
+        ),
+    ] = True,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Local .safetensors/.pth weights for offline machines."),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Input side in pixels.", show_default="the model's"),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Passes over the training folds.")
+    ] = TRAIN_DEFAULTS.epochs,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per step.")
+    ] = TRAIN_DEFAULTS.batch_size,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (AdamW).")
+    ] = TRAIN_DEFAULTS.lr,
+    patience: Annotated[
+        int | None,
+        typer.Option("--patience", help="Stop after this many epochs without a better val top-1."),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Cross-validation folds.")
+    ] = TRAIN_DEFAULTS.folds,
+    fold: Annotated[
+        str, typer.Option("--fold", help="Fold to validate on, or 'all' for every fold in turn.")
+    ] = TRAIN_DEFAULTS.fold,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="group: by panorama/place; spatial: by coarse H3 block (stricter)."
+        ),
+    ] = TRAIN_DEFAULTS.split,
+    min_images_per_cell: Annotated[
+        int, typer.Option("--min-images-per-cell", help="Cells with fewer images are no class.")
+    ] = TRAIN_DEFAULTS.min_images_per_cell,
+    mask_bottom: Annotated[
+        float,
+        typer.Option(
+            "--mask-bottom", help="Blank this bottom fraction of every image (0-0.9), everywhere."
+        ),
+    ] = TRAIN_DEFAULTS.mask_bottom,
+    hflip: Annotated[
+        bool, typer.Option("--hflip", help="Random horizontal flips (swaps the driving side).")
+    ] = False,
+    label_smoothing: Annotated[
+        str, typer.Option("--label-smoothing", help="none, or haversine (PIGEON).")
+    ] = TRAIN_DEFAULTS.label_smoothing,
+    tau_km: Annotated[
+        float, typer.Option("--tau-km", help="Haversine smoothing temperature, km.")
+    ] = TRAIN_DEFAULTS.tau_km,
+    views: Annotated[
+        int, typer.Option("--views", help="Headings per sample (multi-view training).")
+    ] = TRAIN_DEFAULTS.views,
+    fusion: Annotated[
+        str, typer.Option("--fusion", help="mean (PIGEON) or concat (DeepGeo) of view features.")
+    ] = TRAIN_DEFAULTS.fusion,
+    workers: WorkersOption = None,
+    device: DeviceOption = "auto",
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (GPU; slow start).")
+    ] = False,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for folds, init and order.")
+    ] = TRAIN_DEFAULTS.seed,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Run name under runs/.", show_default="a timestamp"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run --name.")
+    ] = False,
+) -> None:
+    """Train a timm classifier over the grid cells, cross-validated by location.
+
+    Writes runs/NAME/: config.json, folds.csv and per fold model.safetensors (best by
+    validation), last.ckpt and history.csv. Runs data-parallel under torchrun.
+
+    Example:
+
+        geotag train -w india --model resnet18 --image-size 128 --epochs 5
+
+        torchrun --nproc_per_node 4 -m geotag train -w india --fold all
+    """
+    from geotag.stages.train import run_train
+
+    options = TrainOptions(
+        model=model,
+        pretrained=pretrained,
+        weights=weights,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        folds=folds,
+        fold=fold,
+        split=split,
+        min_images_per_cell=min_images_per_cell,
+        mask_bottom=mask_bottom,
+        hflip=hflip,
+        label_smoothing=label_smoothing,
+        tau_km=tau_km,
+        views=views,
+        fusion=fusion,
+        workers=workers,
+        device=device,
+        compile=compile_model,
+        seed=seed,
+        name=name,
+        resume=resume,
+    )
+    main = int(os.environ.get("RANK", "0")) == 0
+
+    def show_epoch(r: EpochResult) -> None:
+        console.print(
+            f"fold {r.fold} epoch {r.epoch}/{r.epochs}: train loss {r.train_loss:.3f}, "
+            f"val loss {r.val_loss:.3f}, top-1 {r.val_top1:.1%}, top-5 {r.val_top5:.1%}, "
+            f"median {r.val_median_km:,.0f} km, {r.images_per_s:.0f} img/s"
+            + (" *" if r.best else ""),
+            highlight=False,
+        )
+
+    with reporting_errors(), progress_bar(disable=not main) as progress:
+        result = run_train(
+            Workspace(workspace),
+            options,
+            progress=progress,
+            on_epoch=show_epoch if main else None,
+            on_notice=warn,
+        )
+    if not main:
+        return
+    table = Table(title=f"run {result.name}", title_justify="left")
+    for column in ("fold", "best epoch", "val top-1", "val top-5", "median km", "stopped"):
+        table.add_column(column, justify="right")
+    for fold_id, outcome in result.outcomes.items():
+        best = outcome.history[outcome.best_epoch - 1] if outcome.best_epoch else None
+        table.add_row(
+            str(fold_id),
+            str(outcome.best_epoch),
+            f"{best['val_top1']:.1%}" if best else "-",
+            f"{best['val_top5']:.1%}" if best else "-",
+            f"{best['val_median_km']:,.0f}" if best else "-",
+            "early" if outcome.stopped_early else "",
+        )
+    console.print(table)
+    chance = 1 / result.classes
+    console.print(
+        f"{result.classes} classes (chance {chance:.1%}), {result.samples:,} samples, "
+        f"device {result.device}, {result.seconds:.0f} s. Files in {result.folder}."
+    )
