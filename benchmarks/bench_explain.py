@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'Grad-CAM (compute_cams, gradcam)':<44} {c * 1000:>18.1f}")
     print(f"{'ratio Grad-CAM / forward+backward':<44} {c / f:>18.2f}")
     print(
-        f"{'audit over ' + str(result.figures['images']) + ' images':<44} "
-        f"{audit_seconds:>16.1f} s  (verdict {result.verdict})"
+        f"{'audit over ' + str(result.report.images) + ' images':<44} "
+        f"{audit_seconds:>16.1f} s  (verdict {result.report.verdict})"
     )
     verdict = "PASS" if c / f <= TARGET_RATIO else "MISS"
     print(f"\n{verdict}  Grad-CAM ratio <= {TARGET_RATIO} ({c / f:.2f})")

@@ -11,7 +11,7 @@ from geotag import __version__
 from geotag.train.checkpoint import save_best
 from geotag.train.data import preprocessing_for
 from geotag.train.model import create_classifier
-from geotag.train.runs import fold_dir, write_config
+from geotag.train.runs import RunConfig, write_config
 from geotag.workspace import Workspace
 
 
@@ -27,20 +27,20 @@ def write_untrained_run(
     """Seeded weights for one fold, a config.json, and the model itself (in eval mode)."""
     torch.manual_seed(0)
     model = create_classifier(model_name, len(cell_ids), pretrained=False).eval()
-    folder = ws.run_dir(name)
-    fold_dir(folder, 0).mkdir(parents=True)
-    save_best(model, fold_dir(folder, 0), {"model": model_name})
+    run = ws.run_folder(name)
+    run.fold_dir(0).mkdir(parents=True)
+    save_best(model, run.fold_dir(0), {"model": model_name})
     write_config(
-        folder,
-        {
-            "model": model_name,
-            "views": 1,
-            "classes": [int(c) for c in cell_ids],
-            "centre_lat": [float(v) for v in centre_lat],
-            "centre_lon": [float(v) for v in centre_lon],
-            "preprocessing": preprocessing_for(model, size, None).to_json(),
-            "folds_trained": [0],
-            "geotag_version": __version__,
-        },
+        run,
+        RunConfig(
+            model=model_name,
+            views=1,
+            classes=tuple(int(c) for c in cell_ids),
+            centre_lat=tuple(float(v) for v in centre_lat),
+            centre_lon=tuple(float(v) for v in centre_lon),
+            preprocessing=preprocessing_for(model, size, None).to_json(),
+            folds_trained=(0,),
+            geotag_version=__version__,
+        ),
     )
     return model

@@ -51,6 +51,30 @@ def image_groups(frame: pd.DataFrame) -> pd.Series:
     return frame["group"].fillna(frame["pano_id"]).fillna(frame["path"]).astype(str)
 
 
+#: The column :func:`group_views` adds: each sample's group, as text.
+GROUP = "_group"
+
+
+def group_views(frame: pd.DataFrame, views: int) -> tuple[list[tuple[str, ...]], pd.DataFrame]:
+    """Samples as a run sees them, and one row of ``frame`` per sample.
+
+    With ``views == 1`` every image is a sample, in ``frame``'s order. With more, every
+    place (:func:`image_groups`) is one, in group order: its first ``views`` images by
+    heading then path, repeated when the place has fewer; its row is that first image's.
+    The rows carry their group in column :data:`GROUP`.
+    """
+    frame = frame.assign(**{GROUP: image_groups(frame).to_numpy()})
+    if views == 1:
+        return [(str(p),) for p in frame["path"]], frame.reset_index(drop=True)
+    ordered = frame.sort_values([GROUP, "heading", "path"])
+    samples: list[tuple[str, ...]] = []
+    for _, rows in ordered.groupby(GROUP, sort=True):
+        paths = [str(p) for p in rows["path"]]
+        samples.append(tuple(paths[i % len(paths)] for i in range(views)))
+    firsts = ordered.groupby(GROUP, sort=True).head(1).reset_index(drop=True)
+    return samples, firsts
+
+
 def read_images(workspace: Workspace) -> pd.DataFrame:
     """The workspace's images.parquet, or an empty table when there is none yet."""
     import pandas as pd

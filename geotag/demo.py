@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geotag.errors import GeotagError, InputError
-from geotag.workspace import SETTINGS_FILE, Workspace
+from geotag.explain.verdict import Verdict
+from geotag.workspace import SETTINGS_FILE, RunFolder, Workspace
 
 #: Written first into the demo's folder: only a folder holding it is ever cleaned.
 MARKER = "demo.json"
@@ -159,26 +160,31 @@ def _train_eval_audit(
     epochs: int,
     titles: tuple[str, str, str],
 ) -> list[DemoStep]:
-    folder = f"runs/{run}"
+    files = _relative_run(run)
     return [
         DemoStep(
             titles[0],
             train,
-            (f"{folder}/config.json", f"{folder}/fold-0/model.safetensors"),
+            (str(files.config_path), str(files.weights(0))),
             run=run,
             epochs=epochs,
         ),
         DemoStep(
             titles[1],
             ("eval", *w, "--run", run),
-            (f"{folder}/eval/metrics.json", f"{folder}/eval/accuracy_map.png"),
+            (str(files.metrics_path()), str(files.eval_dir() / "accuracy_map.png")),
         ),
         DemoStep(
             titles[2],
             ("explain", *w, "--audit", "--run", run),
-            (f"{folder}/explain/audit.json", f"{folder}/explain/mean_cam.png"),
+            (str(files.audit_path), str(files.explain_dir / "mean_cam.png")),
         ),
     ]
+
+
+def _relative_run(run: str) -> RunFolder:
+    """A run's paths relative to the workspace, as step outputs name them."""
+    return Workspace(Path()).run_folder(run)
 
 
 def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
@@ -196,13 +202,13 @@ def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
         DemoStep(
             "where the careless model looks (the first is a photosphere)",
             ("explain", *w, "--run", CARELESS_RUN, *paths),
-            tuple(f"runs/{CARELESS_RUN}/explain/{name}" for name in overlays),
+            tuple(str(_relative_run(CARELESS_RUN).explain_dir / name) for name in overlays),
             always=True,
         ),
         DemoStep(
             "and where the fixed model looks",
             ("explain", *w, "--run", MASKED_RUN, *paths),
-            tuple(f"runs/{MASKED_RUN}/explain/{name}" for name in overlays),
+            tuple(str(_relative_run(MASKED_RUN).explain_dir / name) for name in overlays),
             always=True,
         ),
     ]
@@ -212,14 +218,15 @@ def held_out_photos(folder: Path, count: int = 3) -> list[str]:
     """Held-out photos to predict and explain, relative to the workspace: first the one
     the careless model's audit found the most heat in the band of, then others from
     different cells. Fixed by the data, not drawn by chance."""
-    from geotag.stages.evaluate import held_out_sets
+    from geotag.evaluate.held_out import held_out_sets
+    from geotag.explain.report import AuditReport
     from geotag.train.runs import open_run
 
     workspace = Workspace(folder)
-    audit = json.loads((folder / "runs" / CARELESS_RUN / "explain" / "audit.json").read_text())
+    audit = AuditReport.read(workspace.run_folder(CARELESS_RUN).audit_path)
     held_out = held_out_sets(workspace, open_run(workspace, MASKED_RUN), None)
     frame = held_out[min(held_out)].sort_values("path")
-    hottest = [item["path"] for item in audit["most_band_heat"][:1]]
+    hottest = [item.path for item in audit.most_band_heat[:1]]
     first = frame[frame["path"].isin(hottest)]
     others = frame[~frame["cell_id"].isin(first["cell_id"])].drop_duplicates("cell_id")
     return [str(p) for p in [*first["path"], *others["path"]][:count]]
@@ -231,13 +238,13 @@ def is_done(folder: Path, step: DemoStep) -> bool:
     if step.run is None:
         return True
     # A training stopped half-way has weights already: only a full history means done.
-    history = folder / "runs" / step.run / "fold-0" / "history.csv"
+    history = Workspace(folder).run_folder(step.run).history(0)
     return history.is_file() and len(history.read_text().splitlines()) - 1 >= step.epochs
 
 
 def command_for(folder: Path, step: DemoStep) -> tuple[str, ...]:
     """The step's arguments, with ``--resume`` for a training an earlier demo left half done."""
-    if step.run is not None and (folder / "runs" / step.run / "config.json").is_file():
+    if step.run is not None and Workspace(folder).run_folder(step.run).config_path.is_file():
         return (*step.args, "--resume")
     return step.args
 
@@ -246,8 +253,8 @@ def command_for(folder: Path, step: DemoStep) -> tuple[str, ...]:
 class Story:
     """What the two audits and evaluations found: the demo's point in numbers."""
 
-    careless_verdict: str
-    masked_verdict: str
+    careless_verdict: Verdict
+    masked_verdict: Verdict
     careless_top1: float
     masked_top1: float
     careless_median_km: float
@@ -258,36 +265,34 @@ class Story:
 
     @property
     def holds(self) -> bool:
-        return self.careless_verdict == "SHORTCUT" and self.masked_verdict == "PASS"
+        return self.careless_verdict is Verdict.SHORTCUT and self.masked_verdict is Verdict.PASS
 
 
 def read_story(folder: Path) -> Story:
     """The verdicts and headline figures of both runs, from their audit.json and metrics.json."""
+    from geotag.evaluate.summary import EvalMetrics
+    from geotag.explain.report import AuditReport
 
-    def load(run: str, name: str) -> dict:  # type: ignore[type-arg]
-        return json.loads((folder / "runs" / run / name).read_text())
+    workspace = Workspace(folder)
+    careless, masked = (workspace.run_folder(r) for r in (CARELESS_RUN, MASKED_RUN))
+    careless_audit, masked_audit = (AuditReport.read(r.audit_path) for r in (careless, masked))
 
-    def scores(run: str) -> tuple[float, float]:
-        metrics = load(run, "eval/metrics.json")
-        mean = metrics["per_image"]["mean"]
-        return mean["top1"], mean["predictors"][metrics["headline"]]["median_km"]
+    def scores(run: RunFolder) -> tuple[float, float]:
+        metrics = EvalMetrics.read(run.metrics_path())
+        mean = metrics.per_image.mean
+        return mean.top1, mean.distance(metrics.headline, "median_km")
 
-    careless = load(CARELESS_RUN, "explain/audit.json")
-    masked = load(MASKED_RUN, "explain/audit.json")
-    (careless_top1, careless_km), (masked_top1, masked_km) = (
-        scores(CARELESS_RUN),
-        scores(MASKED_RUN),
-    )
+    (careless_top1, careless_km), (masked_top1, masked_km) = scores(careless), scores(masked)
     return Story(
-        careless["verdict"],
-        masked["verdict"],
+        careless_audit.verdict,
+        masked_audit.verdict,
         careless_top1,
         masked_top1,
         careless_km,
         masked_km,
-        careless["ablation"]["chance"],
-        careless["ablation"]["excess_drop"],
-        masked["ablation"]["excess_drop"],
+        careless_audit.ablation.chance,
+        careless_audit.ablation.excess_drop,
+        masked_audit.ablation.excess_drop,
     )
 
 

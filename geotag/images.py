@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geotag.errors import InputError, first_line
+from geotag.progress import NullProgress, Progress
 
 #: Files a folder is searched for. HEIC is listed so iPhone photos are reported as
 #: unreadable (Pillow cannot decode them) instead of silently ignored.
@@ -53,14 +54,18 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-def usable_images(inputs: Sequence[Path], verb: str) -> tuple[list[Path], list[tuple[str, str]]]:
+def usable_images(
+    inputs: Sequence[Path], verb: str, progress: Progress | None = None
+) -> tuple[list[Path], list[tuple[str, str]]]:
     """The images among ``inputs`` whose headers read, and (path, why) for the rest.
 
     Raises when none is usable: "no image to <verb>", with the first reasons.
     """
     if not inputs:
         raise InputError("name at least one image or folder")
+    progress = progress or NullProgress()
     files, bad = collect_images(inputs)
+    progress.start("reading images", len(files))
     usable = []
     for path in files:
         why = image_problem(path)
@@ -68,6 +73,7 @@ def usable_images(inputs: Sequence[Path], verb: str) -> tuple[list[Path], list[t
             usable.append(path)
         else:
             bad.append((str(path), why))
+        progress.advance()
     if not usable:
         reasons = "; ".join(f"{p}: {why}" for p, why in bad[:3]) or "no image given"
         raise InputError(f"no image to {verb}: {reasons}")

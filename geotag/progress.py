@@ -1,7 +1,8 @@
 """The one progress abstraction the library reports through.
 
-Library functions take ``progress: Progress | None`` and call ``progress.step(...)``; the
-CLI backs it with ``rich.progress``, tests pass nothing.
+Library functions take ``progress: Progress | None``, call ``progress.start(task, total)``
+when a step begins and ``progress.advance(n)`` as it moves on; the CLI backs it with a
+counting ``rich.progress`` bar, tests pass nothing.
 """
 
 from __future__ import annotations

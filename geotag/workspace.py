@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from geotag.atomic import write_text
 from geotag.errors import DataError, WorkspaceError
+
+if TYPE_CHECKING:
+    from geotag.train.bands import Band
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +26,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 SETTINGS_FILE = "geotag.toml"
+#: A fold's best weights and the checkpoint a stopped training resumes from.
+BEST_WEIGHTS = "model.safetensors"
+LAST_CHECKPOINT = "last.ckpt"
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,10 @@ class Workspace:
     def run_dir(self, name: str) -> Path:
         return self.runs_dir / name
 
+    def run_folder(self, name: str) -> RunFolder:
+        """The paths of run ``name`` (which need not exist yet)."""
+        return RunFolder(self.run_dir(name))
+
     # -- checks ------------------------------------------------------------------------
     def prepare(self) -> None:
         """Make sure the workspace folder exists and is a folder (called before writing)."""
@@ -117,6 +127,63 @@ class Workspace:
         everything[stage] = _toml_ready(settings)
         self.prepare()
         write_text(self.settings_path, tomli_w.dumps(everything))
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Every path of one run, ``runs/<name>/``: what train, eval and explain write there.
+
+    Layout::
+
+        config.json                  the run's contract (RunConfig)
+        folds.csv                    path,group,fold for every image
+        fold-<k>/model.safetensors   the fold's best weights; last.ckpt, history.csv
+        eval/ (eval-<side>-<fraction>/ with a mask)   metrics.json, predictions.parquet, plots
+        explain/                     overlays, audit.json, audit.md, pictures
+    """
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "config.json"
+
+    @property
+    def folds_path(self) -> Path:
+        return self.folder / "folds.csv"
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.folder / f"fold-{fold}"
+
+    def weights(self, fold: int) -> Path:
+        """The fold's best weights (safetensors)."""
+        return self.fold_dir(fold) / BEST_WEIGHTS
+
+    def last_checkpoint(self, fold: int) -> Path:
+        """What a stopped training resumes from."""
+        return self.fold_dir(fold) / LAST_CHECKPOINT
+
+    def history(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "history.csv"
+
+    def eval_dir(self, mask: Band | None = None) -> Path:
+        """``eval/``, or ``eval-<side>-<fraction>/`` for an evaluation with a band blanked."""
+        return self.folder / ("eval" if mask is None else f"eval-{mask.side}-{mask.fraction:g}")
+
+    def metrics_path(self, mask: Band | None = None) -> Path:
+        return self.eval_dir(mask) / "metrics.json"
+
+    @property
+    def explain_dir(self) -> Path:
+        return self.folder / "explain"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.explain_dir / "audit.json"
 
 
 def _toml_ready(value: Any) -> Any:

@@ -18,13 +18,14 @@ from geotag.cli.common import (
     reporting_errors,
 )
 from geotag.scrape.registry import PROVIDERS
-from geotag.sim.defaults import DEFAULT_USER_FRACTION
+from geotag.sim.defaults import DEFAULT_SEED, DEFAULT_USER_FRACTION
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
 
     from geotag.scrape.scraper import ScrapeCounts
+    from geotag.stages.scrape import ScrapeResult
 
 PhotospheresOption = Annotated[
     float,
@@ -128,7 +129,9 @@ def scrape(
     shard: Annotated[
         str | None, typer.Option("--shard", help="Only points I of N machines, as I/N.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Simulator seed (provider sim).")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Simulator seed (provider sim).")
+    ] = DEFAULT_SEED,
     photospheres: PhotospheresOption = DEFAULT_USER_FRACTION,
 ) -> None:
     """Collect street-level images for the workspace's points.
@@ -147,16 +150,21 @@ def scrape(
     from rich.progress import Progress as RichProgressBar
 
     from geotag.scrape.providers.base import ImageOptions
-    from geotag.stages.scrape import ScrapeOptions, parse_shard, run_scrape, summary_rows
+    from geotag.scrape.shard import parse_shard
+    from geotag.stages.scrape import ScrapeOptions, run_scrape
 
     with reporting_errors():
         name = provider.value
-        key_env = PROVIDERS[name].key_env
-        key = api_key or (os.environ.get(key_env) if key_env else None)
+        spec = PROVIDERS[name]
+        key = api_key or (os.environ.get(spec.key_env) if spec.key_env else None)
+        # A provider gets only the options it declares: for the others --seed and
+        # --photospheres are ignored, as they always were (a default looks like a given value).
+        offered = {"seed": seed, "photospheres": photospheres}
+        taken = {option.name for option in spec.options}
         options = ScrapeOptions(
             provider=name,
             image=ImageOptions(
-                headings=_parse_headings(headings),
+                headings=ImageOptions.parse_headings(headings),
                 size=size,
                 fov=fov,
                 pitch=pitch,
@@ -172,8 +180,7 @@ def scrape(
             base_url=base_url,
             api_key=key,
             signing_secret=signing_secret,
-            sim_seed=seed,
-            sim_photospheres=photospheres,
+            provider_options={k: v for k, v in offered.items() if k in taken},
         )
         columns = (
             *RichProgressBar.get_default_columns()[:2],
@@ -200,7 +207,7 @@ def scrape(
             )
         return
     table = Table(title="scrape", show_header=False, title_justify="left")
-    for label, value in summary_rows(result):
+    for label, value in _summary_rows(result):
         table.add_row(label, value)
     table.add_row("time", f"{result.seconds:.1f} s")
     console.print(table)
@@ -271,13 +278,26 @@ def import_(
             console.print(f"  … and {len(result.skipped) - show_skipped:,} more")
 
 
-def _parse_headings(text: str) -> tuple[float, ...]:
-    from geotag.errors import InputError
-
-    try:
-        values = tuple(float(part) % 360.0 for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"--headings must be degrees separated by commas; got {text!r}") from None
-    if not values:
-        raise InputError("--headings needs at least one heading")
-    return tuple(dict.fromkeys(values))
+def _summary_rows(result: ScrapeResult) -> list[tuple[str, str]]:
+    """Plain (label, value) rows for the CLI's closing table."""
+    counts, totals = result.counts, result.totals
+    return [
+        ("points looked up", f"{counts.lookups_done:,} of {counts.points:,}"),
+        ("panoramas found", f"{counts.found:,} new, {counts.duplicates:,} already known"),
+        ("no imagery", f"{counts.no_imagery:,}"),
+        ("outside region", f"{counts.outside_region:,} (dropped)"),
+        ("failed lookups", f"{counts.lookups_failed:,}"),
+        (
+            "images",
+            f"{counts.images_done:,} downloaded, {counts.images_existing:,} kept, "
+            f"{counts.images_failed:,} failed",
+        ),
+        ("requests", f"{counts.requests:,} ({counts.retries:,} retries)"),
+        (
+            "workspace totals",
+            f"{totals.get('images_done', 0):,} images done, "
+            f"{totals.get('images_pending', 0):,} pending, "
+            f"{totals.get('panoramas', 0):,} panoramas",
+        ),
+        ("images.parquet", f"{result.images_exported:,} scraped images"),
+    ]

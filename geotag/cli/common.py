@@ -142,13 +142,14 @@ class BarProgress:
 
 @contextlib.contextmanager
 def progress_bar(*, disable: bool = False) -> Iterator[BarProgress]:
-    """A transient progress bar on stdout for one library call."""
+    """A transient progress bar on stdout for one library call; none when stdout is not a
+    terminal (a pipe or a log gets the results, not the redraws)."""
     from rich.progress import Progress as RichProgressBar
 
     with RichProgressBar(
         *bar_columns(),  # type: ignore[arg-type]
         console=console,
-        disable=disable,
+        disable=disable or not console.is_terminal,
         transient=True,
     ) as bar:
         yield BarProgress(bar)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,6 +21,9 @@ from geotag.cli.common import (
     skipped,
 )
 from geotag.workspace import Workspace
+
+if TYPE_CHECKING:
+    from geotag.evaluate.summary import EvalMetrics, Scores, Summary
 
 
 def eval_(
@@ -71,49 +76,42 @@ def eval_(
     console.print(f"Files in {result.folder} ({result.seconds:.0f} s).")
 
 
-def _print_metrics(metrics: dict[str, object]) -> None:
+def _print_metrics(metrics: EvalMetrics) -> None:
     """The headline metrics, per image and per location, mean +/- std over folds."""
-    headline = str(metrics["headline"])
-    chance = float(metrics["chance_top1"])  # type: ignore[arg-type]
-    table = Table(title=f"run {metrics['run']}: {metrics['test_set']}, folds {metrics['folds']}")
+    from geotag.evaluate.metrics import SUMMARY_THRESHOLDS_KM
+
+    headline = metrics.headline
+    chance = metrics.chance_top1
+    table = Table(title=f"run {metrics.run}: {metrics.test_set}, folds {list(metrics.folds)}")
     table.add_column("metric")
     table.add_column("per image", justify="right")
     table.add_column("per location", justify="right")
     table.add_column("chance", justify="right")
+    single = len(metrics.folds) < 2  # one fold has no spread to show
 
-    def cell(view: str, *keys: str, percent: bool = False) -> str:
-        part = metrics[view]
-        mean, std = part["mean"], part["std"]  # type: ignore[index]
-        for key in keys:
-            mean, std = mean[key], std[key]
-        # One fold has no spread to show.
-        single = len(metrics["folds"]) < 2  # type: ignore[arg-type]
+    def cell(figure: Callable[[Scores], float], summary: Summary, percent: bool) -> str:
+        mean, std = figure(summary.mean), figure(summary.std)
         if percent:
             return f"{mean:.1%}" if single else f"{mean:.1%} ± {std:.1%}"
         return f"{mean:,.0f}" if single else f"{mean:,.0f} ± {std:,.0f}"
 
-    rows: list[tuple[str, tuple[str, ...], bool, str]] = [
-        ("top-1", ("top1",), True, f"{chance:.1%}"),
-        ("top-5", ("top5",), True, f"{min(1.0, 5 * chance):.1%}"),
-        ("balanced accuracy", ("balanced_accuracy",), True, f"{chance:.1%}"),
-        (f"median km ({headline})", ("predictors", headline, "median_km"), False, ""),
-        (f"mean km ({headline})", ("predictors", headline, "mean_km"), False, ""),
-        (f"GeoScore ({headline})", ("predictors", headline, "geoscore"), False, ""),
+    rows: list[tuple[str, Callable[[Scores], float], bool, str]] = [
+        ("top-1", lambda s: s.top1, True, f"{chance:.1%}"),
+        ("top-5", lambda s: s.top5, True, f"{min(1.0, 5 * chance):.1%}"),
+        ("balanced accuracy", lambda s: s.balanced_accuracy, True, f"{chance:.1%}"),
+        (f"median km ({headline})", lambda s: s.distance(headline, "median_km"), False, ""),
+        (f"mean km ({headline})", lambda s: s.distance(headline, "mean_km"), False, ""),
+        (f"GeoScore ({headline})", lambda s: s.distance(headline, "geoscore"), False, ""),
     ]
     rows += [
-        (
-            f"within {radius} km ({headline})",
-            ("predictors", headline, f"within_{radius}km"),
-            True,
-            "",
-        )
-        for radius in (25, 200, 750)
+        (f"within {km} km ({headline})", partial(_within, headline, km), True, "")
+        for km in SUMMARY_THRESHOLDS_KM
     ]
-    for label, keys, percent, baseline in rows:
+    for label, figure, percent, baseline in rows:
         table.add_row(
             label,
-            cell("per_image", *keys, percent=percent),
-            cell("per_location", *keys, percent=percent),
+            cell(figure, metrics.per_image, percent),
+            cell(figure, metrics.per_location, percent),
             baseline,
         )
     console.print(table)
@@ -121,6 +119,10 @@ def _print_metrics(metrics: dict[str, object]) -> None:
         "weighted mean of the top-5 cell centres" if headline == "weighted" else "top cell's centre"
     )
     console.print(f"Predicted point: {note} (the better of the two; both in metrics.json).")
+
+
+def _within(predictor: str, km: float, scores: Scores) -> float:
+    return scores.within_km(predictor, km)
 
 
 def predict(
@@ -160,16 +162,11 @@ def predict(
 
     from geotag.stages.predict import PredictOptions, run_predict
 
-    with reporting_errors():
-        result = run_predict(
-            Workspace(workspace),
-            images,
-            PredictOptions(run=run, top_k=top_k, fuse=fuse, device=device, workers=workers),
-        )
-        if map_path is not None:
-            from geotag.report.prediction import plot_prediction
-
-            plot_prediction(Workspace(workspace), result.predictions[0], map_path)
+    options = PredictOptions(
+        run=run, top_k=top_k, fuse=fuse, device=device, workers=workers, map=map_path
+    )
+    with reporting_errors(), progress_bar(disable=as_json) as progress:
+        result = run_predict(Workspace(workspace), images, options, progress=progress)
     skipped(result.bad)
     if as_json:
         for prediction in result.predictions:
@@ -198,5 +195,5 @@ def predict(
                 f"error {prediction.error_km:,.1f} km",
                 highlight=False,
             )
-    if map_path is not None:
-        console.print(f"Map: {map_path}")
+    if result.map is not None:
+        console.print(f"Map: {result.map}")

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 PREDICTORS = ("top_cell", "weighted")
 #: Fixed radii of the geolocation literature (street, city, region, country, continent).
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
+#: The radii a summary table shows: city, region and country.
+SUMMARY_THRESHOLDS_KM = THRESHOLDS_KM[1:4]
 #: Radii relative to the cell size, so small and large grids can be compared.
 CELL_MULTIPLES = (0.5, 1.0, 2.0)
 #: Default distances of :func:`distance_curve`: 1 km to about half the Earth's circumference.
@@ -299,25 +301,6 @@ def chance_top1(n_classes: int) -> float:
     if n_classes < 1:
         raise InputError(f"chance needs at least one class; got {n_classes}")
     return 1.0 / n_classes
-
-
-def majority_top1(true_class: Any, train_class: Any | None = None) -> float:
-    """Top-1 accuracy of always predicting the most frequent class.
-
-    The class is the most frequent in ``train_class`` when given (an honest baseline),
-    otherwise in ``true_class`` itself (an upper bound for any constant guess); ties go to
-    the lower class index.
-    """
-    truth = np.asarray(true_class)
-    if len(truth) == 0:
-        raise InputError("a baseline needs at least one sample")
-    source = truth if train_class is None else np.asarray(train_class)
-    source = source[source >= 0]
-    if len(source) == 0:
-        return 0.0
-    values, counts = np.unique(source, return_counts=True)
-    majority = values[np.argmax(counts)]
-    return float((truth == majority).mean())
 
 
 def confusion(true_class: Any, pred_class: Any, n_classes: int) -> np.ndarray:

@@ -184,7 +184,7 @@ def target_layer(
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    from geotag.train.model import _unwrap as unwrap
+    from geotag.train.model import unwrap
 
     return unwrap(model)
 

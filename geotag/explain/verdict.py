@@ -18,7 +18,10 @@ the same images, so the warning stays even when the model passes.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from geotag.explain.report import Ablation
 
 
 class Verdict(str, enum.Enum):
@@ -76,23 +79,23 @@ NEXT_STEPS = {
 }
 
 
-def decide(ablation: dict[str, Any], heat: dict[str, Any]) -> tuple[Verdict, list[str]]:
+def decide(ablation: Ablation, heat: dict[str, Any]) -> tuple[Verdict, list[str]]:
     """The model's verdict and the reasons behind it, one line each."""
     reasons: list[str] = []
-    excess_low = ablation["excess_drop_ci"][0]
-    band_only = ablation["conditions"]["band_only"]
-    chance = ablation["chance"]
+    excess_low, excess_high = ablation.excess_drop_ci
+    band_only = ablation.conditions["band_only"]
+    chance = ablation.chance
     reads_band = excess_low > 0
-    big_excess = ablation["excess_drop"] >= EXCESS_DROP
-    band_informs = band_only["accuracy_ci"][0] > chance
+    big_excess = ablation.excess_drop >= EXCESS_DROP
+    band_informs = band_only.accuracy_ci[0] > chance
     if reads_band:
         reasons.append(
-            f"blanking the band costs {ablation['excess_drop']:.1%} more accuracy than the "
-            f"control band (95% CI {excess_low:.1%} to {ablation['excess_drop_ci'][1]:.1%})"
+            f"blanking the band costs {ablation.excess_drop:.1%} more accuracy than the "
+            f"control band (95% CI {excess_low:.1%} to {excess_high:.1%})"
         )
     if band_informs:
         reasons.append(
-            f"the band alone scores {band_only['accuracy']:.1%} top-1 against chance {chance:.1%}"
+            f"the band alone scores {band_only.accuracy:.1%} top-1 against chance {chance:.1%}"
         )
     if reads_band and big_excess and band_informs:
         return Verdict.SHORTCUT, reasons

@@ -18,6 +18,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geotag.atomic import atomic_path
 from geotag.errors import InputError
+from geotag.evaluate.metrics import THRESHOLDS_KM
 from geotag.report.maps import boundary_lines, frame_plane
 
 if TYPE_CHECKING:
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 MAX_TICK_LABELS = 80
 #: Up to this many classes each square of the confusion matrix shows its percentage.
 MAX_ANNOTATED_CLASSES = 20
-#: The standard radii marked on the distance curve (km).
-CURVE_MARKERS_KM = (1, 25, 200, 750, 2500)
+#: The standard radii marked on the distance curve (km): the literature's.
+CURVE_MARKERS_KM = THRESHOLDS_KM
 
 ACCURACY_MAP_VALUES = {
     # value column -> (colour bar label, colour map): bright is good in both.

@@ -6,16 +6,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geotag.atomic import atomic_path
-from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
-    from geotag.stages.predict import Prediction
+    import geopandas as gpd
+
+    from geotag.evaluate.prediction import Prediction
 
 
-def plot_prediction(workspace: Workspace, prediction: Prediction, path: Path) -> Path:
+def plot_prediction(
+    cells: gpd.GeoDataFrame,
+    region: gpd.GeoDataFrame | None,
+    prediction: Prediction,
+    path: Path,
+) -> Path:
     """Draw in longitude/latitude: the region outline, every cell faintly, the top-k cells
     in blues by probability, the predicted point (star) and the EXIF location (cross)."""
-    import geopandas as gpd
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,14 +28,9 @@ def plot_prediction(workspace: Workspace, prediction: Prediction, path: Path) ->
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
 
-    from geotag.gridfile import load_grid
-
-    cells = load_grid(workspace).cells
     figure, axes = plt.subplots(figsize=(7, 7), dpi=110)
-    if workspace.region_parquet.exists():
-        gpd.read_parquet(workspace.region_parquet).boundary.plot(
-            ax=axes, color="black", linewidth=0.8
-        )
+    if region is not None:
+        region.boundary.plot(ax=axes, color="black", linewidth=0.8)
     cells.boundary.plot(ax=axes, color="0.8", linewidth=0.4)
     probability = {g.cell_id: g.probability for g in prediction.top_k}
     top = cells[cells["cell_id"].isin(list(probability))]

@@ -22,9 +22,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from geotag.errors import DataError
 from geotag.scrape.providers.base import Found, Point
+from geotag.workspace import Workspace
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -82,6 +84,22 @@ class ImageJob:
     heading: float
     path: str
     attempts: int
+
+
+class DoneImage(NamedTuple):
+    """A downloaded image as images.parquet describes it (less the group)."""
+
+    path: str
+    pano_id: str
+    lat: float
+    lon: float
+    heading: float
+    #: The cell of the panorama's own location, ``OUTSIDE_REGION`` when in none.
+    cell_id: int
+    captured: str | None
+    copyright: str | None
+    provider: str
+    license: str | None
 
 
 def _now() -> str:
@@ -230,14 +248,15 @@ class Manifest:
             )
 
     # -- reading back ----------------------------------------------------------------------
-    def done_images(self) -> Iterator[tuple]:
-        """(path, pano_id, lat, lon, heading, cell_id, captured, copyright, provider, license)."""
-        yield from self._db.execute(
+    def done_images(self) -> Iterator[DoneImage]:
+        """Every downloaded image with its panorama's location and attribution, by path."""
+        for row in self._db.execute(
             "SELECT i.path, i.pano_id, p.lat, p.lon, i.heading, p.cell_id, p.captured, "
             "p.copyright, i.provider, p.license FROM images i JOIN panoramas p "
             "ON p.provider = i.provider AND p.pano_id = i.pano_id "
             "WHERE i.status = 'done' ORDER BY i.path"
-        )
+        ):
+            yield DoneImage(*row)
 
     def counts(self, provider: str) -> dict[str, int]:
         """Totals by state, for summaries: points_*, images_*, panoramas, outside_region."""
@@ -260,3 +279,19 @@ class Manifest:
             ).fetchone()[0]
         )
         return result
+
+
+def export_images(workspace: Workspace, manifest: Manifest) -> int:
+    """Write images.parquet from the manifest's done images, keeping imported rows."""
+    import pandas as pd
+
+    from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
+    from geotag.geo.locate import OUTSIDE
+
+    rows = [row for row in manifest.done_images() if row.cell_id != OUTSIDE]
+    scraped = pd.DataFrame(rows, columns=list(DoneImage._fields))
+    scraped["group"] = scraped["pano_id"]
+    scraped = scraped[list(IMAGE_COLUMNS)]
+    old = read_images(workspace)
+    write_images(workspace, merge_images(old, scraped))
+    return len(scraped)

@@ -7,23 +7,21 @@ place fused by averaging probabilities), per fold and as mean +/- std over folds
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from geotag.errors import DataError, InputError
 from geotag.progress import NullProgress, Progress
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
+    from geotag.evaluate.summary import EvalMetrics
     from geotag.train.bands import Band
-    from geotag.train.runs import Run
 
 TOP_K = 5
 
@@ -36,78 +34,30 @@ class EvalOptions:
     batch_size: int = 64
     workers: int | None = None
     device: str = "auto"
-    out: str | None = None  # folder name under the run; default eval or eval-<band>
 
 
 @dataclass(frozen=True)
 class EvalResult:
     run: str
     folder: Path
-    metrics: dict[str, Any]
+    metrics: EvalMetrics
     files: tuple[Path, ...]
     seconds: float
-
-
-def eval_folder_name(mask: Band | None) -> str:
-    return "eval" if mask is None else f"eval-{mask.side}-{mask.fraction:g}"
-
-
-def check_major_version(run: Run) -> None:
-    """Refuse a run written by another major version of geotag: its files may differ."""
-    from geotag import __version__
-
-    theirs = str(run.config.get("geotag_version", "0"))
-    if theirs.split(".")[0] != __version__.split(".")[0]:
-        raise DataError(
-            f"run {run.name} was trained with geotag {theirs}; this is geotag {__version__} "
-            "(another major version): retrain it, or use that version"
-        )
-
-
-def held_out_sets(
-    workspace: Workspace, run: Run, images_file: Path | None
-) -> dict[int, pd.DataFrame]:
-    """Per trained fold, the images it is scored on (images.parquet columns + ``fold``)."""
-    import pandas as pd
-
-    from geotag.dataset import conform, read_images
-    from geotag.train.folds import read_folds
-    from geotag.train.runs import FOLDS
-
-    folds = run.trained_folds()
-    if not folds:
-        raise DataError(f"run {run.name} has no trained fold yet (no model.safetensors)")
-    if images_file is not None:
-        try:
-            table = conform(pd.read_parquet(images_file))
-        except FileNotFoundError:
-            raise InputError(f"--images {images_file} does not exist") from None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read --images {images_file}: {exc}") from None
-        if table.empty:
-            raise InputError(f"--images {images_file} has no rows")
-        return {fold: table.assign(fold=fold) for fold in folds}
-    images = read_images(workspace)
-    assignment = read_folds(run.folder / FOLDS)
-    joined = assignment[["path", "fold"]].merge(images, on="path", how="inner")
-    if len(joined) < len(assignment):
-        raise DataError(
-            f"{len(assignment) - len(joined):,} image(s) of folds.csv are gone from "
-            "images.parquet; evaluate with --images, or retrain"
-        )
-    return {fold: joined[joined["fold"] == fold].reset_index(drop=True) for fold in folds}
 
 
 def run_eval(
     workspace: Workspace, options: EvalOptions, *, progress: Progress | None = None
 ) -> EvalResult:
+    import numpy as np
     import pandas as pd
 
-    from geotag.dataset import image_groups
+    from geotag import contracts
+    from geotag.dataset import GROUP, group_views
     from geotag.evaluate import metrics as m
+    from geotag.evaluate.held_out import held_out_sets, image_root
     from geotag.evaluate.inference import class_probabilities
+    from geotag.evaluate.summary import EvalMetrics
     from geotag.gridfile import load_grid
-    from geotag.report import evaluation as plots
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
@@ -117,10 +67,10 @@ def run_eval(
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {options.batch_size}")
     run = open_run(workspace, options.run)
-    check_major_version(run)
+    run.check_version()
     classes = run.classes
     centre_lat, centre_lon = classes.centres()
-    cell_km = float(run.config.get("cell_km", 100.0))
+    cell_km = run.config.cell_km
     sets = held_out_sets(workspace, run, options.images)
     device = resolve_device(options.device)
     root = image_root(workspace, options.images, next(iter(sets.values())))
@@ -131,8 +81,7 @@ def run_eval(
     unreadable = 0
     for fold, frame in sets.items():
         model = run.build_model(fold)
-        groups = image_groups(frame)
-        views, frame = _views(frame, groups.to_numpy(), run.views)
+        views, frame = group_views(frame, run.views)
         probs, ok = class_probabilities(
             [model], root, views, run.preprocessing, blank=options.mask,
             batch_size=options.batch_size, device=device,
@@ -147,7 +96,7 @@ def run_eval(
         true_lat, true_lon = frame["lat"].to_numpy(), frame["lon"].to_numpy()
         scored = m.score(probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km)
         per_image[str(fold)] = scored.metrics
-        fused, _, first = m.fuse_by_group(probs, frame["_group"].to_numpy())
+        fused, _, first = m.fuse_by_group(probs, frame[GROUP].to_numpy())
         located = m.score(
             fused, true_class[first], true_lat[first], true_lon[first], centre_lat,
             centre_lon, cell_km,
@@ -158,7 +107,7 @@ def run_eval(
         all_pred.append(probs.argmax(axis=1))
 
     image_summary = {**m.aggregate_folds(list(per_image.values())), "per_fold": per_image}
-    metrics: dict[str, Any] = {
+    numbers: dict[str, Any] = {
         "run": run.name,
         "model": run.architecture,
         "classes": len(classes),
@@ -178,44 +127,24 @@ def run_eval(
         },
     }
 
-    out = run.folder / (options.out or eval_folder_name(options.mask))
+    metrics = contracts.parse(EvalMetrics, numbers, "metrics")
+    out = run.eval_dir(options.mask)
     out.mkdir(parents=True, exist_ok=True)
     predictions = pd.concat(rows, ignore_index=True)
     files = _write_outputs(
-        workspace, out, metrics, predictions, np.concatenate(all_true), np.concatenate(all_pred),
-        classes.cell_ids, plots, m, load_grid(workspace),
+        workspace, run.metrics_path(options.mask), metrics, predictions,
+        np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, load_grid(workspace),
     )  # fmt: skip
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
-
-
-def image_root(workspace: Workspace, images_file: Path | None, frame: pd.DataFrame) -> Path:
-    """Where relative image paths start: the workspace, or for a separate test set whose
-    paths are not under the workspace, the folder of its table."""
-    if images_file is None or (workspace.root / str(frame["path"].iloc[0])).exists():
-        return workspace.root
-    return Path(images_file).parent
-
-
-def _views(
-    frame: pd.DataFrame, groups: np.ndarray, n_views: int
-) -> tuple[list[tuple[str, ...]], pd.DataFrame]:
-    """Samples as the run was trained: single images, or the first V views of a place."""
-    frame = frame.assign(_group=groups)
-    if n_views == 1:
-        return [(str(p),) for p in frame["path"]], frame.reset_index(drop=True)
-    ordered = frame.sort_values(["_group", "heading", "path"])
-    firsts = ordered.groupby("_group", sort=True).head(1).reset_index(drop=True)
-    views = []
-    for _, rows in ordered.groupby("_group", sort=True):
-        paths = [str(p) for p in rows["path"]]
-        views.append(tuple(paths[i % len(paths)] for i in range(n_views)))
-    return views, firsts
 
 
 def _predictions(
     frame: pd.DataFrame, fold: int, scored: Any, cell_ids: tuple[int, ...]
 ) -> pd.DataFrame:
+    import numpy as np
     import pandas as pd
+
+    from geotag.dataset import GROUP
 
     order = scored.top_classes
     ids = np.asarray(cell_ids)
@@ -223,7 +152,7 @@ def _predictions(
     return pd.DataFrame(
         {
             "path": frame["path"].astype(str),
-            "group": frame["_group"].astype(str),
+            "group": frame[GROUP].astype(str),
             "fold": fold,
             "true_cell": frame["cell_id"].astype("int64"),
             "pred_cells": [list(map(int, ids[o])) for o in order],
@@ -240,22 +169,23 @@ def _predictions(
 
 def _write_outputs(
     workspace: Workspace,
-    out: Path,
-    metrics: dict[str, Any],
+    metrics_path: Path,
+    metrics: EvalMetrics,
     predictions: pd.DataFrame,
     true_class: np.ndarray,
     pred_class: np.ndarray,
     cell_ids: tuple[int, ...],
-    plots: Any,
-    m: Any,
     grid: Any,
 ) -> tuple[Path, ...]:
     import geopandas as gpd
 
+    from geotag import contracts
     from geotag.atomic import atomic_path, write_text
+    from geotag.evaluate import metrics as m
+    from geotag.report import evaluation as plots
 
-    metrics_path = out / "metrics.json"
-    write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    out = metrics_path.parent
+    write_text(metrics_path, contracts.dumps(metrics))
     predictions_path = out / "predictions.parquet"
     with atomic_path(predictions_path) as tmp:
         predictions.to_parquet(tmp, index=False)
@@ -264,12 +194,10 @@ def _write_outputs(
     plots.plot_confusion(
         matrix, list(cell_ids), out / "confusion_matrix.png", out / "confusion_matrix.csv"
     )
-    per_cell = (
-        predictions.groupby("true_cell")
-        .agg(accuracy=("correct", "mean"), median_km=("error_km", "median"), n=("path", "size"))
-        .reset_index()
-        .rename(columns={"true_cell": "cell_id"})
-    )
+    per_cell = m.per_cell_table(
+        predictions["true_cell"], [cells[0] for cells in predictions["pred_cells"]],
+        predictions["error_km"],
+    )  # fmt: skip
     region = (
         gpd.read_parquet(workspace.region_parquet) if workspace.region_parquet.exists() else None
     )

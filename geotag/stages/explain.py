@@ -8,7 +8,6 @@ the location away, then gives a verdict (see ``geotag.explain.verdict``).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,9 +24,9 @@ from geotag.workspace import Workspace
 if TYPE_CHECKING:
     import torch
 
+    from geotag.explain.report import AuditReport
     from geotag.train.data import Preprocessing
 
-OPPOSITE = {"bottom": "top", "top": "bottom", "left": "right", "right": "left"}
 CONTACT_SHEET = 18
 
 
@@ -74,12 +73,7 @@ class AuditOptions:
 
 @dataclass(frozen=True)
 class AuditResult:
-    run: str
-    verdict: str
-    reasons: tuple[str, ...]
-    next_step: str
-    data_warning: str | None
-    figures: dict[str, Any]
+    report: AuditReport  # what audit.json holds
     folder: Path
     files: tuple[Path, ...]
     seconds: float
@@ -114,24 +108,13 @@ def run_explain(
     from geotag.explain.cam import compute_cams
     from geotag.explain.heat import thirds
     from geotag.explain.overlay import save_overlay
-    from geotag.stages.evaluate import check_major_version
-    from geotag.stages.predict import collect_images, image_problem
+    from geotag.images import usable_images
     from geotag.train.runs import open_run
 
     progress = progress or NullProgress()
     run = open_run(workspace, options.run)
-    check_major_version(run)
-    files, bad = collect_images(images)
-    usable = []
-    for path in files:
-        why = image_problem(path)
-        if why:
-            bad.append((str(path), why))
-        else:
-            usable.append(path)
-    if not usable:
-        reasons = "; ".join(f"{p}: {why}" for p, why in bad[:3]) or "no image given"
-        raise InputError(f"no image to explain: {reasons}")
+    run.check_version()
+    usable, bad = usable_images(images, "explain", progress)
     classes = run.classes
     target: int | None = None
     if options.target != "predicted":
@@ -146,7 +129,7 @@ def run_explain(
     fold = run.trained_folds()[0] if run.trained_folds() else 0
     model = run.build_model(fold)
     pre = run.preprocessing
-    out = Path(options.out) if options.out else run.folder / "explain"
+    out = Path(options.out) if options.out else run.explain_dir
     out.mkdir(parents=True, exist_ok=True)
     ids = np.asarray(classes.cell_ids)
     done: list[Explained] = []
@@ -185,13 +168,16 @@ def run_audit(
 ) -> AuditResult:
     import pandas as pd
 
+    from geotag import contracts
+    from geotag.atomic import write_text
     from geotag.dataset import image_groups, read_images
+    from geotag.evaluate.held_out import held_out_sets, image_root
     from geotag.evaluate.inference import class_probabilities
     from geotag.explain import ablation, heat, verdict
     from geotag.explain.cam import compute_cams
     from geotag.explain.metadata import copyright_leak
     from geotag.explain.overlay import save_contact_sheet, save_mean_cam
-    from geotag.stages.evaluate import check_major_version, held_out_sets, image_root
+    from geotag.explain.report import Ablation, AuditReport, BandHeat
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
 
@@ -200,7 +186,7 @@ def run_audit(
     if options.limit < 10:
         raise InputError(f"--limit must be at least 10 images; got {options.limit}")
     run = open_run(workspace, options.run)
-    check_major_version(run)
+    run.check_version()
     sets = held_out_sets(workspace, run, options.images)
     fold = min(sets)
     frame = sets[fold]
@@ -216,7 +202,7 @@ def run_audit(
     device = resolve_device(options.device)
     paths = [str(p) for p in frame["path"]]
     band = options.band
-    control = Band(OPPOSITE[band.side], band.fraction)
+    control = band.opposite()
 
     # 1. Heat in the band.
     size = pre.input_size
@@ -274,8 +260,9 @@ def run_audit(
             probs, true_class, frame["lat"].to_numpy(), frame["lon"].to_numpy(), centre_lat,
             centre_lon,
         )  # fmt: skip
-    ablation_figures = ablation.ablation_figures(correct, errors, 1.0 / len(classes), options.seed)
-    ablation_figures["band"], ablation_figures["control"] = str(band), str(control)
+    figures = ablation.ablation_figures(correct, errors, 1.0 / len(classes), options.seed)
+    figures["band"], figures["control"] = str(band), str(control)
+    ablation_figures = contracts.parse(Ablation, figures, "the masking ablation")
 
     # 3. Does the metadata leak? Over every image of the dataset, before any model.
     table = read_images(workspace) if options.images is None else pd.read_parquet(options.images)
@@ -289,14 +276,14 @@ def run_audit(
 
     outcome, reasons = verdict.decide(ablation_figures, heat_figures)
     warning = verdict.data_warning(leak)
-    out = run.folder / "explain"
+    out = run.explain_dir
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "mean_cam.png", out / "top_band_heat.png", out / "mean_cam_per_class.png"]
     measured = int(np.isfinite(masses).sum())
     save_mean_cam(files[0], mean_map / max(measured, 1),
                   f"mean Grad-CAM over {measured} images, band {band}", band)  # fmt: skip
     # The contact sheet's images, by name: where to look first.
-    most_band_heat = [{"path": t[4], "band_mass": t[0]} for t in tiles]
+    most_band_heat = tuple(BandHeat(path=t[4], band_mass=t[0]) for t in tiles)
     if tiles:
         save_contact_sheet(files[1], [(t[1], t[2], t[3]) for t in tiles])
     else:
@@ -310,84 +297,27 @@ def run_audit(
         save_contact_sheet(files[2], class_tiles[:60], columns=8)
     else:
         files.remove(out / "mean_cam_per_class.png")
-    figures = {
-        "verdict": outcome,
-        "reasons": reasons,
-        "next_step": verdict.NEXT_STEPS[outcome],
-        "data_warning": warning,
-        "run": run.name,
-        "fold": fold,
-        "images": len(paths),
-        "method": options.method,
-        "band": str(band),
-        "thresholds": {
+    report = AuditReport(
+        verdict=outcome,
+        reasons=tuple(reasons),
+        next_step=verdict.NEXT_STEPS[outcome],
+        data_warning=warning,
+        run=run.name,
+        fold=fold,
+        images=len(paths),
+        method=options.method,
+        band=str(band),
+        thresholds={
             "excess_drop": verdict.EXCESS_DROP,
             "heat_ratio": verdict.HEAT_RATIO,
             "heat_share": verdict.HEAT_SHARE,
         },
-        "heat": heat_figures,
-        "most_band_heat": most_band_heat,
-        "ablation": ablation_figures,
-        "metadata": leak,
-    }
-    from geotag.atomic import write_text
-
-    write_text(out / "audit.json", json.dumps(figures, indent=2) + "\n")
-    write_text(out / "audit.md", audit_markdown(figures, [f.name for f in files]))
-    files = [out / "audit.json", out / "audit.md", *files]
-    return AuditResult(
-        run.name, outcome, tuple(reasons), verdict.NEXT_STEPS[outcome], warning, figures, out,
-        tuple(files), time.perf_counter() - started,
-    )  # fmt: skip
-
-
-def audit_markdown(figures: dict[str, Any], pictures: list[str]) -> str:
-    a = figures["ablation"]
-    h = figures["heat"]
-    c = a["conditions"]
-    lines = [
-        f"# Shortcut audit of run `{figures['run']}`: **{figures['verdict']}**",
-        "",
-        f"Band `{figures['band']}`, control `{a['control']}`, {figures['images']} held-out "
-        f"images of fold {figures['fold']}, {figures['method']}.",
-        "",
-        *(f"- {r}" for r in figures["reasons"] or ["no warning sign in the model"]),
-        "",
-        *([f"**Data:** {figures['data_warning']}.", ""] if figures.get("data_warning") else []),
-        f"**Next:** {figures['next_step']}.",
-        "",
-        "## Masking ablation (top-1, 95% paired bootstrap intervals)",
-        "",
-        "| condition | top-1 | interval | median km |",
-        "|---|---:|---|---:|",
-        *(
-            f"| {name.replace('_', ' ')} | {v['accuracy']:.1%} | "
-            f"{v['accuracy_ci'][0]:.1%} to {v['accuracy_ci'][1]:.1%} | {v['median_km']:,.0f} |"
-            for name, v in c.items()
-        ),
-        "",
-        f"Chance {a['chance']:.1%}. Blanking the band costs {a['drop_band']:.1%}, the control "
-        f"{a['drop_control']:.1%}; excess {a['excess_drop']:.1%} "
-        f"({a['excess_drop_ci'][0]:.1%} to {a['excess_drop_ci'][1]:.1%}).",
-        "",
-        "## Heat in the band",
-        "",
-        f"The band is {h['area_share']:.0%} of the picture. Mean share of heat in it: "
-        f"{(h['band_mass']['mean'] or 0):.1%}; images with more than {h['ratio']:g}x its area "
-        f"share: {(h['share_above'] or 0):.1%}; classes where most images do: "
-        f"{(h.get('classes', {}).get('share_above') or 0):.1%}. Pointing game: "
-        f"{(h.get('pointing_game', {}).get('hit_rate') or 0):.1%} (chance {h['area_share']:.1%}).",
-        "",
-    ]
-    leak = figures.get("metadata")
-    if leak:
-        lines += [
-            "## Metadata",
-            "",
-            f"Copyright strings predict the cell with {leak['accuracy']:.1%} accuracy "
-            f"(baseline {leak['baseline']:.1%}, p = {leak['p_value']:.3f}): "
-            f"{'they leak the location' if leak['leaks'] else 'no leak'}.",
-            "",
-        ]
-    lines += ["## Pictures", "", *(f"![{p}]({p})" for p in pictures), ""]
-    return "\n".join(lines)
+        heat=heat_figures,
+        most_band_heat=most_band_heat,
+        ablation=ablation_figures,
+        metadata=leak,
+    )
+    write_text(run.audit_path, contracts.dumps(report))
+    write_text(out / "audit.md", report.markdown([f.name for f in files]))
+    files = [run.audit_path, out / "audit.md", *files]
+    return AuditResult(report, out, tuple(files), time.perf_counter() - started)

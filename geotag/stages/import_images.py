@@ -1,78 +1,25 @@
 """The ``import`` stage: photos that already have coordinates -> images/ + images.parquet.
 
-SOURCE is a table (CSV or Parquet: ``path``, ``lat``, ``lon``, optional ``group``,
-``heading``, ``captured``, ``copyright``, ``license``; relative paths resolve against the
-table's folder) or a folder of photos whose EXIF GPS tags say where they were taken.
-
-Every image is fully decoded before it is accepted, labelled with the cell of its location
-(outside the region: dropped and counted), and copied or hard-linked atomically into
-``images/<cell_id>/``. A file's name comes from its source path, so re-running an import
-rewrites the same files and rows instead of adding new ones.
+SOURCE is a table (CSV or Parquet with ``path``, ``lat``, ``lon`` ...) or a folder of
+photos whose EXIF GPS tags say where they were taken. Reading, decoding, labelling and
+placing the images is :mod:`geotag.ingest`'s work; this module runs those steps in order,
+reports progress, and merges the new rows into images.parquet (also on Ctrl-C, for the
+images already in place).
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import io
-import math
-import os
-import shutil
 import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from PIL import Image, UnidentifiedImageError
-
-from geotag.atomic import atomic_path
-from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
-from geotag.errors import InputError, first_line
-from geotag.exif import ExifInfo, heading_degrees, iso_date, read_exif
-from geotag.geo.locate import OUTSIDE, CellLocator
-from geotag.gridfile import load_grid
+from geotag.errors import InputError
 from geotag.progress import NullProgress, Progress
-from geotag.scrape.paths import image_relpath
 from geotag.workspace import Workspace
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-#: Files a folder import looks at. HEIC is listed so iPhone photos are reported as
-#: unreadable (Pillow cannot decode them) instead of silently ignored.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".heic"}
-)
-REQUIRED_COLUMNS = ("path", "lat", "lon")
-TEXT_COLUMNS = ("group", "captured", "copyright", "license")
-#: Kept byte for byte; MPO (phones' multi-picture files) is a JPEG with extra frames.
-JPEG_FORMATS = frozenset({"JPEG", "MPO"})
-JPEG_QUALITY = 95
-#: Default groups: one per place, coordinates rounded to 1e-6 degrees (about 10 cm).
-GROUP_DECIMALS = 6
-MAX_WORKERS = 8
-#: What ``atomic_path`` leaves behind when the process is killed mid-write.
-STALE_TEMPORARY = ".*.tmp.jpg"
-
-# Why a source image was not imported (ImportResult.skipped[i].reason).
-MISSING_FILE = "missing file"
-UNREADABLE = "unreadable"
-NO_GPS = "no GPS"
-BAD_COORDINATES = "bad coordinates"
-OUTSIDE_REGION = "outside region"
-DUPLICATE = "duplicate"
-SKIP_REASONS = (MISSING_FILE, UNREADABLE, NO_GPS, BAD_COORDINATES, OUTSIDE_REGION, DUPLICATE)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A source image that was not imported, and why."""
-
-    source: str  # as the table or folder names it
-    reason: str  # one of SKIP_REASONS
-    detail: str  # one line for the user
+if TYPE_CHECKING:
+    from geotag.ingest import Skipped
 
 
 @dataclass(frozen=True)
@@ -85,39 +32,10 @@ class ImportResult:
     converted: int = 0  # of ``imported``: re-encoded from PNG, TIFF ... to JPEG
 
     def by_reason(self) -> dict[str, tuple[Skipped, ...]]:
-        """The skipped images under every reason of SKIP_REASONS, in source order."""
+        """The skipped images under every reason of ingest.SKIP_REASONS, in source order."""
+        from geotag.ingest import SKIP_REASONS
+
         return {r: tuple(s for s in self.skipped if s.reason == r) for r in SKIP_REASONS}
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """An image the source names, with what a table says about it; EXIF fills the gaps."""
-
-    label: str
-    path: Path  # absolute
-    lat: float | None = None  # None: from EXIF
-    lon: float | None = None
-    group: str | None = None
-    heading: float | None = None
-    captured: str | None = None
-    copyright: str | None = None
-    license: str | None = None
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    format: str
-    digest: str  # of the file's bytes, to spot the same photo under two names
-    exif: ExifInfo
-
-
-@dataclass(frozen=True)
-class _Accepted:
-    candidate: _Candidate
-    decoded: _Decoded
-    lat: float
-    lon: float
-    cell_id: int
 
 
 def run_import(
@@ -135,42 +53,45 @@ def run_import(
     cannot link); a hard-linked image *is* the source file, so editing one edits both.
     Images that cannot be used are listed in the result, never half-imported.
     """
+    import pandas as pd
+
+    from geotag import ingest
+    from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
+    from geotag.geo.locate import CellLocator
+    from geotag.gridfile import load_grid
+
     progress = progress or NullProgress()
     started = time.perf_counter()
     source = Path(source).expanduser()
     if not provider.strip():
         raise InputError("--provider must not be empty")
-    kind = _source_kind(source)
+    kind = ingest.source_kind(source)
     grid = load_grid(workspace)
     progress.start(f"reading {source.name}", None)
     skipped: list[Skipped] = []
-    if kind == "folder":
-        candidates = _folder_candidates(source, workspace)
-    else:
-        candidates = _table_candidates(source, skipped)
-    decoded = _decode_all(list(dict.fromkeys(c.path for c in candidates)), progress)
+    candidates = ingest.read_source(source, kind, workspace, skipped)
+    decoded = ingest.decode_all(candidates, progress)
 
     progress.start("locating cells", None)
-    locator = CellLocator(grid)
-    accepted = _accept(candidates, decoded, locator, skipped)
+    accepted = ingest.accept(candidates, decoded, CellLocator(grid), skipped)
     existing = read_images(workspace)  # a damaged images.parquet fails before any copy
 
     progress.start("linking images" if link else "copying images", len(accepted))
-    _remove_stale_temporaries(workspace.images_dir)
+    ingest.remove_stale_temporaries(workspace.images_dir)
     rows: list[dict[str, Any]] = []
     linked = converted = 0
     try:
         for item in accepted:
-            relpath = image_relpath(item.cell_id, _identifier(item.candidate.path))
+            relpath = ingest.target_relpath(item)
             try:
-                how = _place(item, workspace.root / relpath, link)
-            except _ConversionError as exc:
-                skipped.append(Skipped(item.candidate.label, UNREADABLE, str(exc)))
+                how = ingest.place(item, workspace.root / relpath, link)
+            except ingest.ConversionError as exc:
+                skipped.append(ingest.Skipped(item.candidate.label, ingest.UNREADABLE, str(exc)))
                 progress.advance()
                 continue
             linked += how == "linked"
             converted += how == "converted"
-            rows.append(_row(item, relpath, provider, license))
+            rows.append(ingest.row(item, relpath, provider, license))
             progress.advance()
     finally:
         # Also on Ctrl-C: the rows of every image already in place are kept.
@@ -197,282 +118,3 @@ def run_import(
         linked=linked,
         converted=converted,
     )
-
-
-# -- reading the source -------------------------------------------------------------------
-def _source_kind(source: Path) -> str:
-    if source.is_dir():
-        return "folder"
-    if not source.exists():
-        raise InputError(f"{source} does not exist; give a CSV or Parquet table or a folder")
-    if source.suffix.lower() not in TABLE_SUFFIXES:
-        raise InputError(f"{source} is neither a table (.csv, .parquet) nor a folder of images")
-    return "table"
-
-
-def _folder_candidates(folder: Path, workspace: Workspace) -> list[_Candidate]:
-    """Image files under ``folder``, in a stable order.
-
-    Hidden entries (thumbnails, macOS "._IMG.jpg" forks) are no photos, and neither are
-    the workspace's own images and plots when ``geotag import .`` runs inside it.
-    """
-    own = {
-        p.resolve()
-        for p in (
-            workspace.images_dir,
-            workspace.runs_dir,
-            workspace.grid_png,
-            workspace.points_png,
-        )
-    }
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _resolve(root, d) not in own)
-        for name in sorted(names):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            path = _resolve(root, name)
-            if path not in own:
-                found.append(_Candidate(Path(root, name).relative_to(folder).as_posix(), path))
-    return found
-
-
-def _resolve(folder: str, name: str) -> Path:
-    return Path(folder, name).resolve()
-
-
-def _read_table(table: Path) -> pd.DataFrame:
-    try:
-        if table.suffix.lower() == ".csv":
-            # Text as given: a group "007" stays "007"; numbers are parsed below.
-            return pd.read_csv(table, dtype=str, encoding="utf-8-sig")
-        return pd.read_parquet(table)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {table}: {first_line(exc)}") from None
-
-
-def _table_candidates(table: Path, skipped: list[Skipped]) -> list[_Candidate]:
-    """The table's rows that name an existing file at valid coordinates; others to ``skipped``."""
-    frame = _read_table(table)
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{table.name} lacks column(s) {', '.join(missing)}; "
-            f"a table needs {', '.join(REQUIRED_COLUMNS)}"
-        )
-    numbers = {
-        c: pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
-        if c in frame.columns
-        else np.full(len(frame), np.nan)
-        for c in ("lat", "lon", "heading")
-    }
-    texts = {
-        c: [_cell_text(v) for v in frame[c]] if c in frame.columns else [None] * len(frame)
-        for c in TEXT_COLUMNS
-    }
-    candidates = []
-    for i, raw in enumerate(frame["path"]):
-        lat, lon = float(numbers["lat"][i]), float(numbers["lon"][i])
-        label = _cell_text(raw)
-        if label is None:
-            skipped.append(Skipped(f"{table.name} row {i + 1}", MISSING_FILE, "no path given"))
-            continue
-        problem = _coordinate_problem(lat, lon)
-        if problem:
-            skipped.append(Skipped(label, BAD_COORDINATES, problem))
-            continue
-        path = (table.parent / Path(label).expanduser()).resolve()
-        if not path.is_file():
-            skipped.append(Skipped(label, MISSING_FILE, f"no such file: {path}"))
-            continue
-        candidates.append(
-            _Candidate(
-                label,
-                path,
-                lat,
-                lon,
-                group=texts["group"][i],
-                heading=heading_degrees(float(numbers["heading"][i])),
-                captured=iso_date(texts["captured"][i]),
-                copyright=texts["copyright"][i],
-                license=texts["license"][i],
-            )
-        )
-    return candidates
-
-
-# -- decoding -----------------------------------------------------------------------------
-def _decode_all(paths: list[Path], progress: Progress) -> dict[Path, _Decoded | str]:
-    """Decode every image on a few threads (Pillow releases the GIL while decoding)."""
-    progress.start("decoding images", len(paths))
-    results: dict[Path, _Decoded | str] = {}
-    pool = ThreadPoolExecutor(max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(paths))))
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns about odd EXIF and very large images; each image either decodes
-            # or is reported as unreadable, so the warnings are noise here.
-            warnings.simplefilter("ignore")
-            for path, outcome in zip(paths, pool.map(_decode, paths), strict=True):
-                results[path] = outcome
-                progress.advance()
-    finally:
-        pool.shutdown(cancel_futures=True)  # Ctrl-C must not wait for the whole queue
-    return results
-
-
-def _decode(path: Path) -> _Decoded | str:
-    """Read and fully decode one image; a string says why it cannot be used."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"cannot read the file: {exc.strerror or exc}"
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # every pixel: a truncated file fails here, not in training
-            return _Decoded(str(image.format), hashlib.sha256(data).hexdigest(), read_exif(image))
-    except UnidentifiedImageError:
-        return "not an image file Pillow can read"
-    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError ...
-        return f"cannot decode the image: {first_line(exc)}"
-
-
-# -- deciding -----------------------------------------------------------------------------
-def _accept(
-    candidates: list[_Candidate],
-    decoded: dict[Path, _Decoded | str],
-    locator: CellLocator,
-    skipped: list[Skipped],
-) -> list[_Accepted]:
-    """The candidates to import, in source order; the rest go to ``skipped``."""
-    placed: list[tuple[_Candidate, _Decoded, float, float]] = []
-    for candidate in candidates:
-        outcome = decoded[candidate.path]
-        if isinstance(outcome, str):
-            skipped.append(Skipped(candidate.label, UNREADABLE, outcome))
-            continue
-        lat, lon = candidate.lat, candidate.lon
-        if lat is None or lon is None:
-            lat, lon = outcome.exif.lat, outcome.exif.lon
-        if lat is None or lon is None:
-            skipped.append(Skipped(candidate.label, NO_GPS, "no GPS position in its EXIF"))
-            continue
-        problem = _coordinate_problem(lat, lon)
-        if problem:
-            skipped.append(Skipped(candidate.label, BAD_COORDINATES, problem))
-            continue
-        placed.append((candidate, outcome, lat, lon))
-    cells = locator.cells(np.array([p[2] for p in placed]), np.array([p[3] for p in placed]))
-    accepted: list[_Accepted] = []
-    first_seen: dict[str, str] = {}  # digest -> label
-    for (candidate, outcome, lat, lon), cell_id in zip(placed, cells, strict=True):
-        if cell_id == OUTSIDE:
-            where = f"{lat:.6f}, {lon:.6f} is in no cell of the grid"
-            skipped.append(Skipped(candidate.label, OUTSIDE_REGION, where))
-        elif outcome.digest in first_seen:
-            # Two copies of one photo would land in different folds and leak the answer.
-            same = f"same image as {first_seen[outcome.digest]}"
-            skipped.append(Skipped(candidate.label, DUPLICATE, same))
-        else:
-            first_seen[outcome.digest] = candidate.label
-            accepted.append(_Accepted(candidate, outcome, lat, lon, int(cell_id)))
-    return accepted
-
-
-def _coordinate_problem(lat: float, lon: float) -> str | None:
-    if not (math.isfinite(lat) and math.isfinite(lon)):
-        return "lat/lon missing or not a number"
-    if not -90 <= lat <= 90:
-        return f"latitude {lat:g} is not in [-90, 90]"
-    if not -180 <= lon <= 180:
-        return f"longitude {lon:g} is not in [-180, 180]"
-    return None
-
-
-def default_group(lat: float, lon: float) -> str:
-    """One group per place, so the several headings shot at one spot stay in one fold."""
-    # round() then + 0.0 turns -0.0 into 0.0: one place, one name.
-    lat, lon = round(lat, GROUP_DECIMALS) + 0.0, round(lon, GROUP_DECIMALS) + 0.0
-    return f"{lat:.{GROUP_DECIMALS}f},{lon:.{GROUP_DECIMALS}f}"
-
-
-# -- writing ------------------------------------------------------------------------------
-def _identifier(path: Path) -> str:
-    """The file's stem plus a hash of its absolute path: the same on every run, and two
-    ``IMG_0001.jpg`` from different folders stay apart."""
-    return f"{path.stem}-{hashlib.sha256(os.fsencode(path)).hexdigest()[:10]}"
-
-
-class _ConversionError(Exception):
-    """A non-JPEG image decoded once but cannot be turned into a JPEG now."""
-
-
-def _place(item: _Accepted, target: Path, link: bool) -> str:
-    """Put the image at ``target`` atomically; say whether it was linked, copied or converted."""
-    source = item.candidate.path
-    if item.decoded.format not in JPEG_FORMATS:
-        data = _jpeg_bytes(source)  # before the write, so a failure here is the image's
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(data)
-        return "converted"
-    with atomic_path(target) as tmp:
-        if link:
-            try:
-                os.link(source, tmp)
-                return "linked"
-            except OSError:
-                pass  # another filesystem (EXDEV) or one without hard links: copy
-        shutil.copyfile(source, tmp)
-    return "copied"
-
-
-def _jpeg_bytes(source: Path) -> bytes:
-    """``source`` (PNG, TIFF ...) re-encoded as an RGB JPEG."""
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. Pillow's notes on palette transparency
-            with Image.open(source) as image:
-                image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
-    except Exception as exc:  # the file changed since it was decoded, or an odd mode
-        raise _ConversionError(f"cannot convert to JPEG: {first_line(exc)}") from None
-    return buffer.getvalue()
-
-
-def _remove_stale_temporaries(images_dir: Path) -> None:
-    """Delete temporaries that a killed import left in images/<cell_id>/."""
-    if images_dir.is_dir():
-        for path in images_dir.glob(f"*/{STALE_TEMPORARY}"):
-            path.unlink(missing_ok=True)
-
-
-def _row(item: _Accepted, relpath: str, provider: str, license: str | None) -> dict[str, Any]:
-    candidate, exif = item.candidate, item.decoded.exif
-    group = candidate.group or default_group(item.lat, item.lon)
-    return {
-        "path": relpath,
-        "pano_id": group,
-        "group": group,
-        "lat": item.lat,
-        "lon": item.lon,
-        "heading": _first(candidate.heading, exif.heading),
-        "cell_id": item.cell_id,
-        "captured": _first(candidate.captured, exif.captured),
-        "copyright": _first(candidate.copyright, exif.copyright),
-        "provider": provider,
-        "license": _first(candidate.license, license),
-    }
-
-
-# -- small helpers ------------------------------------------------------------------------
-def _cell_text(value: Any) -> str | None:
-    """A table cell as text: None for missing or blank; dates as ISO text."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return None  # before the date test: NaT is a datetime too
-    if isinstance(value, datetime.date):  # Parquet dates and timestamps
-        return value.isoformat()
-    return str(value).strip() or None
-
-
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)

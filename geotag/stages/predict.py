@@ -8,20 +8,18 @@ tags, how far the prediction is from the truth.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from geotag.errors import InputError, first_line
+from geotag.errors import InputError
 from geotag.progress import NullProgress, Progress
 from geotag.workspace import Workspace
 
-#: What a folder is searched for (PIL decodes them all).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"})
+if TYPE_CHECKING:
+    from geotag.evaluate.prediction import Prediction
+    from geotag.train.runs import Run
 
 
 @dataclass(frozen=True)
@@ -32,48 +30,7 @@ class PredictOptions:
     batch_size: int = 32
     device: str = "auto"
     workers: int | None = None  # default: none for a few photos, else one per spare core
-
-
-@dataclass(frozen=True)
-class CellGuess:
-    cell_id: int
-    probability: float
-    lat: float
-    lon: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    paths: tuple[str, ...]  # one photo, or every photo of a fused place
-    top_k: tuple[CellGuess, ...]
-    lat: float
-    lon: float
-    place: str | None
-    country: str | None
-    true_lat: float | None = None
-    true_lon: float | None = None
-    error_km: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "path": self.paths[0] if len(self.paths) == 1 else list(self.paths),
-            "top_k": [
-                {
-                    "cell_id": g.cell_id,
-                    "probability": round(g.probability, 6),
-                    "lat": g.lat,
-                    "lon": g.lon,
-                }
-                for g in self.top_k
-            ],
-            "lat": self.lat,
-            "lon": self.lon,
-            "place": self.place,
-            "country": self.country,
-        }
-        if self.true_lat is not None:
-            record.update(true_lat=self.true_lat, true_lon=self.true_lon, error_km=self.error_km)
-        return record
+    map: Path | None = None  # draw the first prediction's top cells and point here
 
 
 @dataclass(frozen=True)
@@ -82,41 +39,7 @@ class PredictResult:
     predictor: str  # "weighted" (spherical mean of the top cells) or "top_cell"
     predictions: tuple[Prediction, ...]
     bad: tuple[tuple[str, str], ...] = field(default=())  # (path, why)
-
-
-def collect_images(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files named, and the images inside folders named (sorted); what cannot be used."""
-    files: list[Path] = []
-    bad: list[tuple[str, str]] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                bad.append((str(path), "folder has no images"))
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            bad.append((str(path), "no such file"))
-    return list(dict.fromkeys(files)), bad
-
-
-def image_problem(path: Path) -> str | None:
-    """Why ``path`` is not an image, or None. Only the header is read here: the pixels are
-    decoded once, by the loader, which reports a truncated file as undecodable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path):
-            pass
-    except UnidentifiedImageError:
-        return "not an image"
-    except (OSError, ValueError, SyntaxError) as exc:
-        return f"cannot decode ({first_line(exc)})"
-    return None
+    map: Path | None = None
 
 
 def _true_location(path: Path) -> tuple[float, float] | None:
@@ -132,13 +55,16 @@ def _true_location(path: Path) -> tuple[float, float] | None:
     return (info.lat, info.lon) if info.lat is not None and info.lon is not None else None
 
 
-def headline_predictor(run_folder: Path) -> str:
+def _headline_predictor(run: Run) -> str:
     """The predictor the run's evaluation found better; the weighted mean by default."""
+    from geotag.errors import GeotagError
+    from geotag.evaluate.summary import EvalMetrics
+
     try:
-        metrics = json.loads((run_folder / "eval" / "metrics.json").read_text())
-        return "top_cell" if metrics.get("headline") == "top_cell" else "weighted"
-    except (OSError, ValueError):
+        headline = EvalMetrics.read(run.metrics_path()).headline
+    except GeotagError:  # not evaluated yet, or a damaged metrics.json
         return "weighted"
+    return "top_cell" if headline == "top_cell" else "weighted"
 
 
 def run_predict(
@@ -148,12 +74,14 @@ def run_predict(
     *,
     progress: Progress | None = None,
 ) -> PredictResult:
+    import numpy as np
     import reverse_geocode
 
     from geotag.evaluate.inference import class_probabilities
     from geotag.evaluate.metrics import predicted_points
+    from geotag.evaluate.prediction import CellGuess, Prediction
     from geotag.geo.distance import haversine_km
-    from geotag.stages.evaluate import check_major_version
+    from geotag.images import usable_images
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
@@ -166,19 +94,8 @@ def run_predict(
     if not inputs:
         raise InputError("name at least one image or folder")
     run = open_run(workspace, options.run)
-    check_major_version(run)
-    files, bad = collect_images(inputs)
-    progress.start("reading images", len(files))
-    usable = []
-    for path in files:
-        why = image_problem(path)
-        if why is None:
-            usable.append(path)
-        else:
-            bad.append((str(path), why))
-        progress.advance()
-    if not usable:
-        raise InputError("no image to predict: " + "; ".join(f"{p}: {why}" for p, why in bad[:3]))
+    run.check_version()
+    usable, bad = usable_images(inputs, "predict", progress)
     folds = run.trained_folds()
     if not folds:
         raise InputError(f"run {run.name} has no trained fold yet")
@@ -204,7 +121,7 @@ def run_predict(
     if options.fuse and len(usable) > 1:
         probs = probs.mean(axis=0, keepdims=True)
         groups = [tuple(usable)]
-    predictor = headline_predictor(run.folder)
+    predictor = _headline_predictor(run)
     centre_lat, centre_lon = classes.centres()
     points = predicted_points(probs, centre_lat, centre_lon, top_k=options.top_k)
     lat, lon = points[predictor]
@@ -235,4 +152,18 @@ def run_predict(
                 error_km=error,
             )
         )
-    return PredictResult(run.name, predictor, tuple(predictions), tuple(bad))
+    if options.map is not None:
+        _draw_map(workspace, predictions[0], options.map)
+    return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map)
+
+
+def _draw_map(workspace: Workspace, prediction: Prediction, path: Path) -> None:
+    import geopandas as gpd
+
+    from geotag.gridfile import load_grid
+    from geotag.report.prediction import plot_prediction
+
+    region = (
+        gpd.read_parquet(workspace.region_parquet) if workspace.region_parquet.exists() else None
+    )
+    plot_prediction(load_grid(workspace).cells, region, prediction, path)

@@ -6,20 +6,18 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
 from geotag.errors import DataError, InputError
-from geotag.geo.locate import OUTSIDE, CellLocator
+from geotag.geo.locate import CellLocator
 from geotag.gridfile import load_grid
-from geotag.scrape.manifest import Manifest
+from geotag.scrape.manifest import Manifest, export_images
 from geotag.scrape.providers.base import ImageOptions, Point
-from geotag.scrape.registry import PROVIDERS, make_provider
+from geotag.scrape.registry import ProviderSpec, make_provider, provider_spec, resolve_options
 from geotag.scrape.retry import RetryPolicy
 from geotag.scrape.scraper import LoopSettings, ScrapeCounts, ScrapeLoop, remove_stale_parts
-from geotag.sim.defaults import DEFAULT_USER_FRACTION
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -27,16 +25,15 @@ if TYPE_CHECKING:
 
 MAX_SIZE = 640
 MAX_FOV = 120.0
-GOOGLE_TERMS_NOTICE = (
-    "Google's Maps Platform Terms of Service (https://cloud.google.com/maps-platform/terms) "
-    "restrict storing and caching Street View images and using them outside Google's "
-    "services; make sure your use is allowed before you collect a dataset."
-)
 
 
 @dataclass(frozen=True)
 class ScrapeOptions:
-    """Everything ``geotag scrape`` takes; secrets are kept out of repr and settings."""
+    """Everything ``geotag scrape`` takes; secrets are kept out of repr and settings.
+
+    ``provider_options`` are the options only this provider takes (its registry entry
+    lists them, e.g. the simulator's ``seed``); those not given take their defaults.
+    """
 
     provider: str = "google"
     image: ImageOptions = field(default_factory=ImageOptions)
@@ -49,12 +46,15 @@ class ScrapeOptions:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     signing_secret: str | None = field(default=None, repr=False)
-    sim_seed: int = 0
-    sim_photospheres: float = DEFAULT_USER_FRACTION
+    provider_options: Mapping[str, object] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def settings(self) -> dict[str, object]:
-        """What geotag.toml records: never the key or the secret."""
+        """What geotag.toml records: never the key or the secret.
+
+        Provider options go in as ``<provider>_<option>`` (``sim_seed``), defaults included.
+        """
+        provider_options = resolve_options(self.provider, self.provider_options)
         return {
             "provider": self.provider,
             "headings": list(self.image.headings),
@@ -70,11 +70,7 @@ class ScrapeOptions:
             "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
             "base_url": self.base_url,
             "signed": self.signing_secret is not None,
-        } | (
-            {"sim_seed": self.sim_seed, "sim_photospheres": self.sim_photospheres}
-            if self.provider == "sim"
-            else {}
-        )
+        } | {f"{self.provider}_{name}": value for name, value in provider_options.items()}
 
 
 @dataclass(frozen=True)
@@ -100,23 +96,9 @@ class ScrapeResult:
     stale_parts_removed: int = 0
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N) with 0 <= I < N."""
-    try:
-        index, count = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard must look like I/N, e.g. 0/4; got {text!r}") from None
-    if not (count >= 1 and 0 <= index < count):
-        raise InputError(f"--shard I/N needs 0 <= I < N; got {text!r}")
-    return index, count
-
-
-def check_options(options: ScrapeOptions) -> None:
+def _check_options(options: ScrapeOptions) -> None:
     image = options.image
-    if options.provider not in PROVIDERS:
-        raise InputError(
-            f"unknown --provider {options.provider!r}; choose one of {', '.join(PROVIDERS)}"
-        )
+    resolve_options(options.provider, options.provider_options)  # provider and its options
     if not 1 <= image.size <= MAX_SIZE:
         raise InputError(f"--size must lie in [1, {MAX_SIZE}]; got {image.size}")
     if not (math.isfinite(image.fov) and 0 < image.fov <= MAX_FOV):
@@ -154,22 +136,23 @@ def run_scrape(
     raises AuthError at once, after images.parquet is written.
     """
     started = time.perf_counter()
-    check_options(options)
+    _check_options(options)
     grid = load_grid(workspace)
     points = _load_points(workspace, options.shard)
-    provider_name = options.provider
+    spec = provider_spec(options.provider)
     key = options.api_key
-    spec = PROVIDERS[provider_name]
+    notice_key = f"{options.provider}_terms"
     notices: tuple[str, ...] = ()
-    if spec.priced and not workspace.stage_settings("notices").get("google_terms"):
-        notices = (GOOGLE_TERMS_NOTICE,)
+    if spec.terms_notice and not workspace.stage_settings("notices").get(notice_key):
+        notices = (spec.terms_notice,)
 
     with contextlib.ExitStack() as stack:
         base_url = options.base_url
-        if provider_name == "sim" and base_url is None and not options.dry_run:
-            base_url = stack.enter_context(_simulator(options.sim_seed, options.sim_photospheres))
+        if spec.local_server is not None and base_url is None and not options.dry_run:
+            provider_options = resolve_options(options.provider, options.provider_options)
+            base_url = stack.enter_context(spec.local_server(**provider_options))
         provider = make_provider(
-            provider_name, options.image, key, options.signing_secret, base_url
+            options.provider, options.image, key, options.signing_secret, base_url
         )
         workspace.prepare()
         manifest = stack.enter_context(Manifest(workspace.manifest))
@@ -178,55 +161,55 @@ def run_scrape(
         lookups = manifest.points_to_look_up(provider.name, point_ids, options.max_attempts)
         images = manifest.images_to_fetch(provider.name, options.max_attempts)
         if options.dry_run:
-            estimate = _estimate(len(lookups), len(images), options, spec.priced)
-            return ScrapeResult(
+            result = ScrapeResult(
                 ScrapeCounts(points=len(lookups)),
                 manifest.counts(provider.name),
                 0,
                 time.perf_counter() - started,
-                dry_run=estimate,
+                dry_run=_estimate(len(lookups), len(images), options, spec),
                 notices=notices,
             )
-        removed = remove_stale_parts(workspace.images_dir)
-        workspace.record("scrape", options.settings())
-        for notice in notices:
-            if on_notice is not None:
-                on_notice(notice)
-        if notices:
-            workspace.record("notices", {"google_terms": True})
-        loop = ScrapeLoop(
-            root=workspace.root,
-            provider=provider,
-            manifest=manifest,
-            locator=CellLocator(grid),
-            settings=LoopSettings(
-                concurrency=options.concurrency,
-                rate=options.rate or provider.default_rate,
-                max_attempts=options.max_attempts,
-                max_images=options.max_images,
-                retry=options.retry,
-            ),
-            secrets=(key, options.signing_secret),
-            client=client,
-            on_update=on_update,
-        )
-        interrupted = False
-        try:
-            asyncio.run(loop.run(lookups, images))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            exported = export_images(workspace, manifest)
-        return ScrapeResult(
-            counts=loop.counts,
-            totals=manifest.counts(provider.name),
-            images_exported=exported,
-            seconds=time.perf_counter() - started,
-            interrupted=interrupted,
-            notices=notices,
-            stale_parts_removed=removed,
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+        else:
+            removed = remove_stale_parts(workspace.images_dir)
+            workspace.record("scrape", options.settings())
+            for notice in notices:
+                if on_notice is not None:
+                    on_notice(notice)
+            if notices:
+                workspace.record("notices", {notice_key: True})
+            loop = ScrapeLoop(
+                root=workspace.root,
+                provider=provider,
+                manifest=manifest,
+                locator=CellLocator(grid),
+                settings=LoopSettings(
+                    concurrency=options.concurrency,
+                    rate=options.rate or provider.default_rate,
+                    max_attempts=options.max_attempts,
+                    max_images=options.max_images,
+                    retry=options.retry,
+                ),
+                secrets=(key, options.signing_secret),
+                client=client,
+                on_update=on_update,
+            )
+            interrupted = False
+            try:
+                asyncio.run(loop.run(lookups, images))
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                exported = export_images(workspace, manifest)
+            result = ScrapeResult(
+                counts=loop.counts,
+                totals=manifest.counts(provider.name),
+                images_exported=exported,
+                seconds=time.perf_counter() - started,
+                interrupted=interrupted,
+                notices=notices,
+                stale_parts_removed=removed,
+            )
+    return result
 
 
 def _load_points(workspace: Workspace, shard: tuple[int, int] | None) -> list[Point]:
@@ -249,74 +232,12 @@ def _load_points(workspace: Workspace, shard: tuple[int, int] | None) -> list[Po
     ]
 
 
-def _estimate(lookups: int, pending: int, options: ScrapeOptions, priced: bool) -> DryRun:
+def _estimate(lookups: int, pending: int, options: ScrapeOptions, spec: ProviderSpec) -> DryRun:
     """The most a run could do: every lookup finds a new panorama with every heading."""
     possible = pending + lookups * len(options.image.headings)
     images = possible if options.max_images is None else min(possible, options.max_images)
-    if not priced:
+    per_1000 = spec.price_per_1000_usd
+    if per_1000 is None:
         return DryRun(lookups, pending, lookups + images, images, None, None)
-    from geotag.scrape.providers.google import PRICE_PER_1000_USD, PRICE_SOURCE
-
-    price = images * PRICE_PER_1000_USD / 1000
-    return DryRun(
-        lookups, pending, lookups + images, images, price, PRICE_SOURCE, PRICE_PER_1000_USD
-    )
-
-
-@contextlib.contextmanager
-def _simulator(seed: int, photospheres: float) -> Iterator[str]:
-    from geotag.sim.server import SimServer
-    from geotag.sim.world import World
-
-    with SimServer(world=World(seed, user_fraction=photospheres)) as server:
-        yield server.base_url
-
-
-def export_images(workspace: Workspace, manifest: Manifest) -> int:
-    """Write images.parquet from the manifest's done images, keeping imported rows."""
-    import pandas as pd
-
-    rows = [row for row in manifest.done_images() if row[5] != OUTSIDE]
-    columns = [
-        "path",
-        "pano_id",
-        "lat",
-        "lon",
-        "heading",
-        "cell_id",
-        "captured",
-        "copyright",
-        "provider",
-        "license",
-    ]
-    scraped = pd.DataFrame(rows, columns=columns)
-    scraped["group"] = scraped["pano_id"]
-    scraped = scraped[list(IMAGE_COLUMNS)]
-    old = read_images(workspace)
-    write_images(workspace, merge_images(old, scraped))
-    return len(scraped)
-
-
-def summary_rows(result: ScrapeResult) -> list[tuple[str, str]]:
-    """Plain (label, value) rows for the CLI's closing table."""
-    counts, totals = result.counts, result.totals
-    return [
-        ("points looked up", f"{counts.lookups_done:,} of {counts.points:,}"),
-        ("panoramas found", f"{counts.found:,} new, {counts.duplicates:,} already known"),
-        ("no imagery", f"{counts.no_imagery:,}"),
-        ("outside region", f"{counts.outside_region:,} (dropped)"),
-        ("failed lookups", f"{counts.lookups_failed:,}"),
-        (
-            "images",
-            f"{counts.images_done:,} downloaded, {counts.images_existing:,} kept, "
-            f"{counts.images_failed:,} failed",
-        ),
-        ("requests", f"{counts.requests:,} ({counts.retries:,} retries)"),
-        (
-            "workspace totals",
-            f"{totals.get('images_done', 0):,} images done, "
-            f"{totals.get('images_pending', 0):,} pending, "
-            f"{totals.get('panoramas', 0):,} panoramas",
-        ),
-        ("images.parquet", f"{result.images_exported:,} scraped images"),
-    ]
+    price = images * per_1000 / 1000
+    return DryRun(lookups, pending, lookups + images, images, price, spec.price_source, per_1000)

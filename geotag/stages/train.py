@@ -12,19 +12,18 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geotag import __version__
+from geotag import __version__, contracts
 from geotag.errors import InputError
 from geotag.progress import NullProgress, Progress
 from geotag.train.device import DEVICES
-from geotag.workspace import Workspace
+from geotag.workspace import RunFolder, Workspace
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
     import torch
 
     from geotag.train.loop import EpochResult, FoldOutcome
@@ -38,6 +37,7 @@ SMOOTHING = ("none", "haversine")
 FUSIONS = ("mean", "concat")
 
 
+@contracts.contract
 @dataclass(frozen=True)
 class TrainOptions:
     model: str = DEFAULT_MODEL
@@ -67,11 +67,6 @@ class TrainOptions:
     name: str | None = None
     resume: bool = False
 
-    def arguments(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["weights"] = str(self.weights) if self.weights else None
-        return values
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -87,7 +82,7 @@ class TrainResult:
     files: tuple[Path, ...] = field(default=())
 
 
-def check_options(options: TrainOptions) -> None:
+def _check_options(options: TrainOptions) -> None:
     o = options
     if o.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {o.batch_size}")
@@ -133,37 +128,6 @@ def check_options(options: TrainOptions) -> None:
 
 
 # -- samples and folds --------------------------------------------------------------------
-def build_samples(
-    images: pd.DataFrame, labels: np.ndarray, views: int
-) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray, np.ndarray]:
-    """One sample per image, or with ``views`` > 1 one per place: its first V headings
-    (repeated when a place has fewer)."""
-    import numpy as np
-
-    from geotag.dataset import image_groups
-
-    groups = image_groups(images)
-    if views == 1:
-        return (
-            [(str(p),) for p in images["path"]],
-            labels,
-            images[["lat", "lon"]].to_numpy(dtype=np.float64),
-            groups.to_numpy(),
-        )
-    frame = images.assign(_group=groups.to_numpy(), _label=labels)
-    paths: list[tuple[str, ...]] = []
-    out_labels, latlon, out_groups = [], [], []
-    for group, rows in frame.sort_values(["_group", "heading", "path"]).groupby(
-        "_group", sort=True
-    ):
-        chosen = [str(p) for p in rows["path"]]
-        paths.append(tuple(chosen[i % len(chosen)] for i in range(views)))
-        out_labels.append(int(rows["_label"].iloc[0]))
-        latlon.append((float(rows["lat"].iloc[0]), float(rows["lon"].iloc[0])))
-        out_groups.append(str(group))
-    return paths, np.asarray(out_labels), np.asarray(latlon), np.asarray(out_groups)
-
-
 def _fold_groups(
     samples_groups: np.ndarray, latlon: np.ndarray, split: str, cell_km: float
 ) -> np.ndarray:
@@ -175,7 +139,7 @@ def _fold_groups(
 
 
 def _folds_for(
-    run_dir: Path,
+    run: RunFolder,
     samples_views: list[tuple[str, ...]],
     groups: np.ndarray,
     options: TrainOptions,
@@ -184,10 +148,9 @@ def _folds_for(
     import numpy as np
 
     from geotag.train.folds import assign_folds, read_folds
-    from geotag.train.runs import FOLDS
 
     if resume:
-        recorded = read_folds(run_dir / FOLDS)
+        recorded = read_folds(run.folds_path)
         by_path = dict(zip(recorded["path"].astype(str), recorded["fold"].astype(int), strict=True))
         try:
             return np.array([by_path[v[0]] for v in samples_views], dtype=np.int64)
@@ -212,18 +175,18 @@ def run_train(
     import numpy as np
     import torch
 
-    from geotag.dataset import read_images
+    from geotag.dataset import GROUP, group_views, read_images
     from geotag.gridfile import load_grid
     from geotag.train import distributed
     from geotag.train.classes import choose_classes
     from geotag.train.data import check_bad_share, find_bad_images, preprocessing_for
     from geotag.train.model import check_architecture, create_classifier
-    from geotag.train.runs import FOLDS, read_config, write_config
+    from geotag.train.runs import RunConfig, read_config, write_config
 
     started = time.perf_counter()
     progress = progress or NullProgress()
     notice = on_notice or (lambda text: None)
-    check_options(options)
+    _check_options(options)
     workspace.require(workspace.images_parquet, "run `geotag scrape` or `geotag import` first")
     grid = load_grid(workspace)
 
@@ -231,14 +194,15 @@ def run_train(
     if resume:
         if options.name is None:
             raise InputError("--resume needs --name: the run to continue")
-        run_dir = workspace.run_dir(options.name)
-        if not run_dir.is_dir():
+        run = workspace.run_folder(options.name)
+        if not run.folder.is_dir():
             raise InputError(f"no run named {options.name!r} to resume in {workspace.runs_dir}")
-        saved = read_config(run_dir)["arguments"]
-        saved["weights"] = Path(saved["weights"]) if saved.get("weights") else None
+        saved = contracts.parse(
+            TrainOptions, read_config(run).arguments, f"{run.config_path} (arguments)"
+        )
         # The run continues as it started; only where it runs may change.
         options = replace(
-            TrainOptions(**saved),
+            saved,
             name=options.name,
             resume=True,
             workers=options.workers,
@@ -258,21 +222,21 @@ def run_train(
         name = distributed.agree(
             options.name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S"), ranks
         )
-        run_dir = workspace.run_dir(name)
-        if not resume and (run_dir / "config.json").exists():
+        run = workspace.run_folder(name)
+        if not resume and run.config_path.exists():
             raise InputError(
                 f"run {name!r} exists; pass --resume to continue it or --name for a new one"
             )
 
         images = read_images(workspace)
         classes, left_out = choose_classes(images, grid.cells, options.min_images_per_cell)
-        labels = classes.index_of(images["cell_id"])
-        images, labels = images[labels >= 0].reset_index(drop=True), labels[labels >= 0]
-        views, sample_labels, latlon, groups = build_samples(images, labels, options.views)
-        cell_km = float(workspace.stage_settings("grid").get("cell_km", 100.0))
+        images = images[classes.index_of(images["cell_id"]) >= 0].reset_index(drop=True)
+        views, rows = group_views(images, options.views)
+        sample_labels = classes.index_of(rows["cell_id"])
+        latlon = rows[["lat", "lon"]].to_numpy(dtype=np.float64)
         # The groups folds are made of, and folds.csv records: places, or spatial blocks.
-        groups = _fold_groups(groups, latlon, options.split, cell_km)
-        folds = _folds_for(run_dir, views, groups, options, resume)
+        groups = _fold_groups(rows[GROUP].to_numpy(), latlon, options.split, grid.cell_km)
+        folds = _folds_for(run, views, groups, options, resume)
 
         progress.start("checking images", None)
         bad = find_bad_images(workspace.root, sorted({p for v in views for p in v}))
@@ -305,27 +269,29 @@ def run_train(
             mask = Band("bottom", options.mask_bottom)
         pre = preprocessing_for(probe, options.image_size, mask)
         del probe
-        config = {
-            "model": options.model,
-            "views": options.views,
-            "fusion": options.fusion,
-            **classes.to_json(),
-            "preprocessing": pre.to_json(),
-            "folds": options.folds,
-            "folds_trained": fold_list,
-            "split": options.split,
-            "label_smoothing": options.label_smoothing,
-            "tau_km": options.tau_km,
-            "grid_id": workspace.stage_settings("grid").get("grid_id"),
-            "cell_km": cell_km,
-            "geotag_version": __version__,
-            "arguments": options.arguments(),
-        }
+        config = RunConfig(
+            model=options.model,
+            views=options.views,
+            fusion=options.fusion,
+            classes=classes.cell_ids,
+            centre_lat=classes.centre_lat,
+            centre_lon=classes.centre_lon,
+            preprocessing=pre.to_json(),
+            folds=options.folds,
+            folds_trained=tuple(fold_list),
+            split=options.split,
+            label_smoothing=options.label_smoothing,
+            tau_km=options.tau_km,
+            grid_id=workspace.stage_settings("grid").get("grid_id"),
+            cell_km=grid.cell_km,
+            geotag_version=__version__,
+            arguments=contracts.to_json(options),
+        )
         if ranks.is_main:
             if not resume:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                _write_folds(run_dir / FOLDS, views, groups, folds)
-            write_config(run_dir, config)
+                run.folder.mkdir(parents=True, exist_ok=True)
+                _write_folds(run.folds_path, views, groups, folds)
+            write_config(run, config)
             workspace.record("train", {"run": name, "model": options.model})
         distributed.barrier(ranks)
 
@@ -333,7 +299,7 @@ def run_train(
         for fold in fold_list:
             outcomes[fold] = _train_fold(
                 workspace,
-                run_dir,
+                run,
                 options,
                 fold,
                 classes,
@@ -350,7 +316,7 @@ def run_train(
             )
         return TrainResult(
             name=name,
-            folder=run_dir,
+            folder=run.folder,
             outcomes=outcomes,
             classes=len(classes),
             samples=len(views),
@@ -358,7 +324,7 @@ def run_train(
             bad_images=len(bad),
             device=str(device),
             seconds=time.perf_counter() - started,
-            files=(run_dir / "config.json", run_dir / FOLDS),
+            files=(run.config_path, run.folds_path),
         )
     finally:
         distributed.stop(ranks)
@@ -379,7 +345,7 @@ def _write_folds(
 
 def _train_fold(
     workspace: Workspace,
-    run_dir: Path,
+    run: RunFolder,
     options: TrainOptions,
     fold: int,
     classes: Any,
@@ -397,7 +363,6 @@ def _train_fold(
     import numpy as np
     import torch
 
-    from geotag.train.checkpoint import LAST
     from geotag.train.data import (
         EpochSampler,
         ImageDataset,
@@ -407,7 +372,6 @@ def _train_fold(
     )
     from geotag.train.loop import FoldData, FoldTrainer, LoopSettings
     from geotag.train.model import create_classifier
-    from geotag.train.runs import fold_dir
 
     train_idx = np.flatnonzero(folds != fold)
     val_idx = np.flatnonzero(folds == fold)
@@ -466,7 +430,7 @@ def _train_fold(
     # draws from Python's and torch's global generators.
     random.seed(options.seed + fold)
     torch.manual_seed(options.seed + fold)
-    fresh = not (resume and (fold_dir(run_dir, fold) / LAST).is_file())
+    fresh = not (resume and run.last_checkpoint(fold).is_file())
     model = create_classifier(
         options.model,
         len(classes),
@@ -485,7 +449,7 @@ def _train_fold(
         )
     if options.compile:
         model = torch.compile(model)  # type: ignore[assignment]
-    folder = fold_dir(run_dir, fold)
+    folder = run.fold_dir(fold)
     if ranks.is_main:
         folder.mkdir(parents=True, exist_ok=True)
     trainer = FoldTrainer(

@@ -11,6 +11,7 @@ from PIL import Image
 from geotag.errors import InputError
 
 SIDES = ("bottom", "top", "left", "right")
+OPPOSITE = {"bottom": "top", "top": "bottom", "left": "right", "right": "left"}
 MAX_FRACTION = 0.9
 
 
@@ -29,6 +30,10 @@ class Band:
 
     def __str__(self) -> str:
         return f"{self.side}:{self.fraction:g}"
+
+    def opposite(self) -> Band:
+        """The band of the same size on the other side: the audit's control."""
+        return Band(OPPOSITE[self.side], self.fraction)
 
     def box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The band as a PIL box (left, upper, right, lower) in pixels."""

@@ -14,15 +14,11 @@ import torch
 
 from geotag.atomic import atomic_path
 from geotag.errors import DataError, first_line
+from geotag.train.model import unwrap
+from geotag.workspace import BEST_WEIGHTS, LAST_CHECKPOINT
 
-BEST = "model.safetensors"
-LAST = "last.ckpt"
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DDP and ``torch.compile`` wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
+BEST = BEST_WEIGHTS
+LAST = LAST_CHECKPOINT
 
 
 def save_best(model: torch.nn.Module, folder: Path, metadata: dict[str, str]) -> Path:

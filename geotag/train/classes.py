@@ -12,6 +12,8 @@ from geotag.errors import DataError, InputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from geotag.train.runs import RunConfig
+
 
 @dataclass(frozen=True)
 class ClassMap:
@@ -32,21 +34,10 @@ class ClassMap:
     def centres(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.centre_lat), np.asarray(self.centre_lon)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "classes": list(self.cell_ids),
-            "centre_lat": list(self.centre_lat),
-            "centre_lon": list(self.centre_lon),
-        }
-
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClassMap:
-        try:
-            ids = tuple(int(c) for c in data["classes"])
-            lat = tuple(float(v) for v in data["centre_lat"])
-            lon = tuple(float(v) for v in data["centre_lon"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"config.json has no usable class list ({exc})") from None
+    def from_config(cls, config: RunConfig) -> ClassMap:
+        """A run's classes; config.json's three lists must match."""
+        ids, lat, lon = config.classes, config.centre_lat, config.centre_lon
         if not (len(ids) == len(lat) == len(lon)) or len(ids) < 2:
             raise DataError("config.json's class list and cell centres do not match")
         return cls(ids, lat, lon)

@@ -58,26 +58,31 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Preprocessing:
+        """config.json's ``preprocessing``; a damaged one is one line naming what is wrong."""
+        from geotag.errors import GeotagError
         from geotag.train.bands import parse_band
 
-        mean, std = data["mean"], data["std"]
-        return cls(
-            input_size=int(data["input_size"]),
-            mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-            std=(float(std[0]), float(std[1]), float(std[2])),
-            interpolation=str(data.get("interpolation", "bicubic")),
-            crop_pct=float(data.get("crop_pct", 1.0)),
-            mask=parse_band(data["mask"]) if data.get("mask") else None,
-        )
+        try:
+            mean, std = data["mean"], data["std"]
+            return cls(
+                input_size=int(data["input_size"]),
+                mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+                std=(float(std[0]), float(std[1]), float(std[2])),
+                interpolation=str(data.get("interpolation", "bicubic")),
+                crop_pct=float(data.get("crop_pct", 1.0)),
+                mask=parse_band(data["mask"]) if data.get("mask") else None,
+            )
+        except (KeyError, IndexError, TypeError, ValueError, GeotagError) as exc:
+            raise DataError(f"config.json's preprocessing is damaged ({exc!r})") from None
 
 
 def preprocessing_for(
     model: torch.nn.Module, image_size: int | None, mask: Band | None
 ) -> Preprocessing:
     """The model's own normalisation from timm, at ``image_size`` (default: the model's)."""
-    from timm.data import resolve_model_data_config
+    from geotag.train.model import model_data_config
 
-    config = resolve_model_data_config(model)
+    config = model_data_config(model)
     size = image_size or int(config["input_size"][-1])
     m, s = (tuple(float(v) for v in config[k]) for k in ("mean", "std"))
     interpolation = str(config.get("interpolation", "bicubic"))

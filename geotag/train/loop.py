@@ -21,6 +21,7 @@ from geotag.train import checkpoint, distributed
 from geotag.train.classes import ClassMap
 from geotag.train.data import Batch, EpochSampler
 from geotag.train.distributed import Ranks
+from geotag.train.model import unwrap
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -145,7 +146,7 @@ class FoldTrainer:
     # -- resume ---------------------------------------------------------------------------
     def resume(self) -> None:
         state = checkpoint.load_last(self.folder)
-        checkpoint.unwrap(self.model).load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -163,7 +164,7 @@ class FoldTrainer:
         checkpoint.save_last(
             self.folder,
             {
-                "model": checkpoint.unwrap(self.model).state_dict(),
+                "model": unwrap(self.model).state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -274,7 +275,7 @@ class FoldTrainer:
     def _validate(self, epoch: int, progress: Progress) -> tuple[float, float, float, float, int]:
         from geotag.geo.distance import haversine_km
 
-        model = checkpoint.unwrap(self.model)
+        model = unwrap(self.model)
         model.eval()
         progress.start(
             f"fold {self.fold} epoch {epoch + 1}/{self.settings.epochs} validate",

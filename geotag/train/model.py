@@ -123,14 +123,16 @@ def model_data_config(model: nn.Module) -> dict[str, Any]:
     """
     from timm.data import resolve_model_data_config
 
-    return dict(resolve_model_data_config(_unwrap(model)))
+    return dict(resolve_model_data_config(unwrap(model)))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel (``.module``) and ``torch.compile``
+    (``._orig_mod``) wrappers, however they are nested."""
     for attribute in ("_orig_mod", "module"):
         inner = getattr(model, attribute, None)
         if inner is not None and hasattr(inner, "state_dict"):
-            return _unwrap(inner)
+            return unwrap(inner)
     return model
 
 

@@ -1,69 +1,104 @@
 """A trained run on disk: ``runs/<name>/`` with its config, folds and per-fold weights.
 
-Layout::
-
-    runs/<name>/config.json        architecture, classes, cell centres, preprocessing, arguments
-    runs/<name>/folds.csv          path,group,fold for every image
-    runs/<name>/fold-<k>/          model.safetensors (best), last.ckpt, history.csv
-
-Later stages (eval, predict, explain) build the model from ``config.json`` alone.
+``config.json`` is :class:`RunConfig`, written and read through one dataclass: every
+default lives there, and an unknown or ill-typed field is refused with one line naming
+it. Later stages (eval, predict, explain) build the model from it alone. The run's paths
+are :class:`~geotag.workspace.RunFolder`'s.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from geotag import contracts
 from geotag.errors import DataError, InputError
-from geotag.train.classes import ClassMap
-from geotag.train.data import Preprocessing
-from geotag.workspace import Workspace
+from geotag.workspace import RunFolder, Workspace
 
 if TYPE_CHECKING:
     import torch
 
-CONFIG = "config.json"
-FOLDS = "folds.csv"
+    from geotag.train.classes import ClassMap
+    from geotag.train.data import Preprocessing
 
 
-def fold_dir(run_dir: Path, fold: int) -> Path:
-    return run_dir / f"fold-{fold}"
+@contracts.contract
+@dataclass(frozen=True)
+class RunConfig:
+    """``runs/<name>/config.json``: what a run is, for every stage that reads it."""
+
+    model: str  # the timm architecture
+    classes: tuple[int, ...]  # class index -> cell id
+    centre_lat: tuple[float, ...]  # each class's cell centre
+    centre_lon: tuple[float, ...]
+    preprocessing: dict[str, Any]  # Preprocessing.to_json()
+    views: int = 1
+    fusion: str = "mean"
+    folds: int = 10
+    folds_trained: tuple[int, ...] = ()
+    split: str = "group"
+    label_smoothing: str = "none"
+    tau_km: float = 75.0
+    grid_id: str | None = None
+    cell_km: float = 100.0
+    geotag_version: str = "0"
+    #: The training options as given (TrainOptions' fields): what ``--resume`` restarts with.
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def write_config(run: RunFolder, config: RunConfig) -> None:
+    from geotag.atomic import write_text
+
+    write_text(run.config_path, contracts.dumps(config))
+
+
+def read_config(run: RunFolder) -> RunConfig:
+    path = run.config_path
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the run did not start properly")
+    return contracts.read(RunConfig, path)
 
 
 @dataclass(frozen=True)
-class Run:
-    name: str
-    folder: Path
-    config: dict[str, Any]
+class Run(RunFolder):
+    """A run whose config was read: its classes, preprocessing and models."""
+
+    config: RunConfig = field(kw_only=True)
 
     @property
     def classes(self) -> ClassMap:
-        return ClassMap.from_json(self.config)
+        from geotag.train.classes import ClassMap
+
+        return ClassMap.from_config(self.config)
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_json(self.config["preprocessing"])
+        from geotag.train.data import Preprocessing
+
+        return Preprocessing.from_json(self.config.preprocessing)
 
     @property
     def architecture(self) -> str:
-        return str(self.config["model"])
+        return self.config.model
 
     @property
     def views(self) -> int:
-        return int(self.config.get("views", 1))
+        return self.config.views
 
     def trained_folds(self) -> list[int]:
         """Folds whose best weights exist, in order."""
-        return [
-            int(f) for f in self.config.get("folds_trained", []) if self.weights(int(f)).is_file()
-        ]
+        return [int(f) for f in self.config.folds_trained if self.weights(int(f)).is_file()]
 
-    def weights(self, fold: int) -> Path:
-        from geotag.train.checkpoint import BEST
+    def check_version(self) -> None:
+        """Refuse a run written by another major version of geotag: its files may differ."""
+        from geotag import __version__
 
-        return fold_dir(self.folder, fold) / BEST
+        theirs = self.config.geotag_version
+        if theirs.split(".")[0] != __version__.split(".")[0]:
+            raise DataError(
+                f"run {self.name} was trained with geotag {theirs}; this is geotag "
+                f"{__version__} (another major version): retrain it, or use that version"
+            )
 
     def build_model(self, fold: int) -> torch.nn.Module:
         """The fold's trained model, in eval mode, on the CPU."""
@@ -78,45 +113,24 @@ class Run:
             len(self.classes),
             pretrained=False,
             views=self.views,
-            fusion=str(self.config.get("fusion", "mean")),
+            fusion=self.config.fusion,
         )
         load_best(model, path)
         return model.eval()
 
 
-def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    from geotag.atomic import write_text
-
-    write_text(run_dir / CONFIG, json.dumps(config, indent=2, default=str) + "\n")
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing: the run did not start properly") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not isinstance(config, dict) or "model" not in config:
-        raise DataError(f"{path} is not a geotag run config")
-    return config
-
-
 def open_run(workspace: Workspace, name: str | None = None) -> Run:
     """The named run, or the workspace's latest (by the time its config was written)."""
     runs = workspace.runs_dir
+    configs = [p for p in runs.glob("*/config.json") if p.is_file()]
     if name is None:
-        candidates = sorted(
-            (p for p in runs.glob(f"*/{CONFIG}") if p.is_file()), key=lambda p: p.stat().st_mtime
-        )
-        if not candidates:
+        if not configs:
             raise InputError(f"no trained run in {runs}; run `geotag train` first")
-        folder = candidates[-1].parent
+        folder = RunFolder(max(configs, key=lambda p: p.stat().st_mtime).parent)
     else:
-        folder = workspace.run_dir(name)
-        if not (folder / CONFIG).is_file():
-            known = sorted(p.parent.name for p in runs.glob(f"*/{CONFIG}"))
+        folder = workspace.run_folder(name)
+        if not folder.config_path.is_file():
+            known = sorted(p.parent.name for p in configs)
             hint = f"; runs here: {', '.join(known)}" if known else ""
             raise InputError(f"no run named {name!r} in {runs}{hint}")
-    return Run(folder.name, folder, read_config(folder))
+    return Run(folder.folder, config=read_config(folder))

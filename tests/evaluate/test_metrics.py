@@ -19,7 +19,6 @@ from geotag.evaluate.metrics import (
     confusion,
     distance_curve,
     fuse_by_group,
-    majority_top1,
     per_cell_table,
     predicted_points,
     score,
@@ -205,8 +204,6 @@ def test_balanced_accuracy_on_an_imbalanced_case() -> None:
     # Always guessing the majority: 8/12 plain accuracy but only 1/3 balanced.
     always_zero = np.zeros(12, dtype=int)
     assert balanced_accuracy(truth, always_zero) == pytest.approx(1 / 3)
-    assert majority_top1(truth) == pytest.approx(8 / 12)
-    assert majority_top1(truth, train_class=np.array([2, 2, 1])) == pytest.approx(2 / 12)
     assert chance_top1(4) == 0.25
 
 

@@ -20,11 +20,12 @@ from geotag.errors import AuthError, InputError
 from geotag.scrape.http import NoImagery, Rejected
 from geotag.scrape.manifest import Manifest
 from geotag.scrape.providers.base import Found, ImageOptions, Point
-from geotag.scrape.providers.google import LICENSE, PRICE_PER_1000_USD, GoogleProvider
+from geotag.scrape.providers.google import LICENSE, GoogleProvider
+from geotag.scrape.registry import PROVIDERS
 from geotag.scrape.retry import Retryable
 from geotag.sim.server import SimServer
 from geotag.sim.world import World
-from geotag.stages.scrape import GOOGLE_TERMS_NOTICE, ScrapeOptions, run_scrape
+from geotag.stages.scrape import ScrapeOptions, run_scrape
 from geotag.workspace import Workspace
 from tests.conftest import snapshot
 from tests.scrape.conftest import (
@@ -47,6 +48,8 @@ KEY = "SECRET-KEY-123"
 SECRET_BYTES = b"geotag e2e url-signing secret!"
 SECRET = base64.urlsafe_b64encode(SECRET_BYTES).decode()
 OTHER_SECRET = base64.urlsafe_b64encode(b"some other signing secret....").decode()
+GOOGLE_TERMS_NOTICE = PROVIDERS["google"].terms_notice
+PRICE_PER_1000_USD = PROVIDERS["google"].price_per_1000_usd
 
 
 def google_options(base_url: str | None, **overrides: object) -> ScrapeOptions:
@@ -80,6 +83,7 @@ def test_signed_requests_work_end_to_end(ws: Workspace, world: World) -> None:
     assert all(is_valid_jpeg((ws.root / p).read_bytes()) for p in table["path"])
     assert notices == [GOOGLE_TERMS_NOTICE] and result.notices == (GOOGLE_TERMS_NOTICE,)
     assert again.notices == ()
+    assert ws.stage_settings("notices") == {"google_terms": True}  # as workspaces always had
     assert ws.stage_settings("scrape")["signed"] is True
 
 
@@ -140,6 +144,28 @@ def test_google_dry_run_sends_nothing_and_states_the_price(ws: Workspace, world:
     assert cli.exit_code == 0, cli.output
     assert f"${100 * PRICE_PER_1000_USD / 1000:.2f}" in cli.stdout
     assert KEY not in cli.output
+
+
+def test_simulator_options_on_the_command_line_are_ignored_for_google(
+    ws: Workspace, world: World
+) -> None:
+    with SimServer(world, key=KEY) as server:
+        common = ["scrape", "-w", str(ws.root), "--base-url", server.base_url]
+        common += ["--api-key", KEY, "--dry-run"]
+        plain = CliRunner().invoke(app, common)
+        with_sim_options = CliRunner().invoke(app, [*common, "--seed", "7", "--photospheres", "1"])
+        assert server.requests == []
+    assert plain.exit_code == with_sim_options.exit_code == 0, with_sim_options.output
+    assert with_sim_options.output == plain.output
+
+
+def test_an_option_google_does_not_take_is_refused_in_one_line(ws: Workspace) -> None:
+    before = snapshot(ws.root)
+    options = google_options(None, api_key=KEY, provider_options={"seed": 7})
+    with pytest.raises(InputError) as raised:
+        run_scrape(ws, options)
+    assert str(raised.value) == "the google provider has no option 'seed'; it takes none"
+    assert snapshot(ws.root) == before
 
 
 def test_secrets_appear_in_no_workspace_file_and_no_output(ws: Workspace, world: World) -> None:

@@ -25,18 +25,20 @@ from typer.testing import CliRunner
 
 from geotag.cli import app
 from geotag.dataset import IMAGE_COLUMNS
-from geotag.errors import AuthError
+from geotag.errors import AuthError, InputError
 from geotag.geo.locate import CellLocator
 from geotag.gridfile import load_grid
-from geotag.scrape.manifest import Manifest
+from geotag.scrape.manifest import Manifest, export_images
 from geotag.scrape.paths import image_relpath
 from geotag.scrape.providers.base import Found, ImageOptions, Point
 from geotag.scrape.registry import make_provider
 from geotag.scrape.scraper import LoopSettings, ScrapeLoop
+from geotag.sim.defaults import DEFAULT_USER_FRACTION
 from geotag.sim.server import SimServer
 from geotag.sim.world import World
-from geotag.stages.scrape import export_images, run_scrape
+from geotag.stages.scrape import ScrapeOptions, run_scrape
 from geotag.workspace import Workspace
+from tests.conftest import snapshot
 from tests.scrape.conftest import (
     BBOX,
     HEADINGS,
@@ -161,9 +163,10 @@ def test_full_run_fetches_each_panorama_once_and_labels_by_true_location(
 def test_sim_provider_without_base_url_starts_its_own_simulator(
     ws: Workspace, world: World
 ) -> None:
-    result = run_scrape(ws, sim_options(None, sim_seed=0))
+    result = run_scrape(ws, sim_options(None, provider_options={"seed": 0}))
     assert result.counts.images_done > 0
     assert_complete_and_intact(ws, world)
+    assert ws.stage_settings("scrape")["sim_seed"] == 0
 
 
 @pytest.mark.parametrize("share", [0.0, 1.0])
@@ -171,11 +174,59 @@ def test_the_built_in_simulator_takes_the_share_of_photospheres(
     ws: Workspace, share: float
 ) -> None:
     image = ImageOptions(headings=(0.0,), size=SIZE, radius_m=RADIUS_M, source="default")
-    run_scrape(ws, sim_options(None, image=image, sim_photospheres=share))
+    run_scrape(ws, sim_options(None, image=image, provider_options={"photospheres": share}))
     table = pd.read_parquet(ws.images_parquet)
     by_users = table["copyright"] != "© Google"
     assert len(table) >= 10 and by_users.mean() == share
     assert ws.stage_settings("scrape")["sim_photospheres"] == share
+
+
+def test_the_command_line_hands_the_simulator_its_options(ws: Workspace) -> None:
+    image = ["--headings", "0", "--size", str(SIZE), "--radius", f"{RADIUS_M:g}"]
+    image += ["--source", "default"]
+    sim = ["--provider", "sim", "--seed", "3", "--photospheres", "1"]
+    result = CliRunner().invoke(app, ["scrape", "-w", str(ws.root), *sim, *image, "--rate", "500"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(ws.images_parquet)
+    world_3 = World(seed=3, user_fraction=1.0)
+    snapped = nearest_panoramas(world_3, points_of(ws), source="default")
+    assert set(table["pano_id"]) <= set(unique_panoramas(snapped.values()))  # seed 3's world
+    assert len(table) > 0 and (table["copyright"] != "© Google").all()  # all photospheres
+    # geotag.toml keeps the keys it always had, so existing workspaces read the same.
+    text = ws.settings_path.read_text(encoding="utf-8")
+    assert "sim_seed = 3\n" in text and "sim_photospheres = 1.0\n" in text
+    assert "provider_options" not in text
+
+
+def test_recorded_settings_name_each_provider_option_after_its_provider() -> None:
+    settings = ScrapeOptions(provider="sim").settings()
+    assert (settings["sim_seed"], settings["sim_photospheres"]) == (0, DEFAULT_USER_FRACTION)
+    settings = ScrapeOptions(provider="sim", provider_options={"seed": 5}).settings()
+    assert (settings["sim_seed"], settings["sim_photospheres"]) == (5, DEFAULT_USER_FRACTION)
+    assert not any(k.startswith("sim_") for k in ScrapeOptions(provider="google").settings())
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"sede": 1}, "the sim provider has no option 'sede'; it takes seed, photospheres"),
+        ({"seed": "3"}, "option 'seed' of the sim provider must be int; got '3'"),
+        ({"seed": 1.5}, "option 'seed' of the sim provider must be int; got 1.5"),
+        (
+            {"photospheres": True},
+            "option 'photospheres' of the sim provider must be float; got True",
+        ),
+    ],
+    ids=["unknown", "text", "fraction", "bool"],
+)
+def test_a_bad_provider_option_is_refused_in_one_line_before_anything_starts(
+    ws: Workspace, given: dict[str, object], message: str
+) -> None:
+    before = snapshot(ws.root)
+    with pytest.raises(InputError) as raised:
+        run_scrape(ws, sim_options(None, provider_options=given))
+    assert str(raised.value) == message
+    assert snapshot(ws.root) == before
 
 
 # -- faults --------------------------------------------------------------------------------

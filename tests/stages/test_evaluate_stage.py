@@ -94,8 +94,8 @@ def test_eval_on_a_separate_test_set(trained_ws: Workspace, tmp_path: Path) -> N
     result = run_eval(
         trained_ws, EvalOptions(images=test / "images.parquet", workers=0, device="cpu")
     )
-    assert result.metrics["images"] == 20 * 3  # every fold scores the whole test set
-    assert result.metrics["test_set"].endswith("images.parquet")
+    assert result.metrics.images == 20 * 3  # every fold scores the whole test set
+    assert result.metrics.test_set.endswith("images.parquet")
 
 
 def test_bad_eval_input_is_one_line(trained_ws: Workspace, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from geotag.cli import app
 from geotag.errors import InputError
+from geotag.explain.report import Ablation, Condition
 from geotag.explain.verdict import data_warning, decide
 from geotag.stages.explain import AuditOptions, ExplainOptions, run_audit, run_explain
 from geotag.workspace import Workspace
@@ -60,33 +61,32 @@ def test_bad_explain_input(trained_ws: Workspace, tmp_path: Path) -> None:
 
 def test_audit_writes_its_report_and_exit_code_follows_fail_on(trained_ws: Workspace) -> None:
     result = run_audit(trained_ws, AuditOptions(limit=40, device="cpu"))
-    assert result.verdict in ("PASS", "SUSPECT", "SHORTCUT")
+    assert result.report.verdict in ("PASS", "SUSPECT", "SHORTCUT")
     saved = json.loads((result.folder / "audit.json").read_text())
-    assert saved["verdict"] == result.verdict and saved["images"] == 40
+    assert saved["verdict"] == result.report.verdict and saved["images"] == 40
     assert set(saved["ablation"]["conditions"]) == {
         "full", "band_blanked", "control_blanked", "band_only",
     }  # fmt: skip
     assert saved["heat"]["area_share"] == pytest.approx(0.1, abs=0.02)
     assert saved["metadata"]["images"] == len(pd.read_parquet(trained_ws.images_parquet))
     report = (result.folder / "audit.md").read_text()
-    assert result.verdict in report and "![mean_cam.png](mean_cam.png)" in report
+    assert result.report.verdict in report and "![mean_cam.png](mean_cam.png)" in report
     for name in ("mean_cam.png", "audit.json", "audit.md"):
         assert (result.folder / name).is_file()
     args = ["explain", "-w", str(trained_ws.root), "--audit", "--limit", "40"]
     cli = CliRunner().invoke(app, [*args, "--fail-on", "suspect", "--device", "cpu"])
-    assert cli.exit_code == (0 if result.verdict == "PASS" else 3), cli.output
-    assert result.verdict in cli.output and "masking ablation" in cli.output
+    assert cli.exit_code == (0 if result.report.verdict == "PASS" else 3), cli.output
+    assert result.report.verdict in cli.output and "masking ablation" in cli.output
 
 
-def ablation(excess: float, excess_low: float, band_only_low: float) -> dict[str, object]:
-    return {
-        "chance": 0.05,
-        "excess_drop": excess,
-        "excess_drop_ci": [excess_low, excess + 0.05],
-        "conditions": {
-            "band_only": {"accuracy": band_only_low + 0.02, "accuracy_ci": [band_only_low, 0.5]}
-        },
-    }
+def ablation(excess: float, excess_low: float, band_only_low: float) -> Ablation:
+    unused = (0.0, 0.0)
+    return Ablation(
+        images=100, chance=0.05,
+        conditions={"band_only": Condition(band_only_low + 0.02, (band_only_low, 0.5), 0.0)},
+        drop_band=0.0, drop_band_ci=unused, drop_control=0.0, drop_control_ci=unused,
+        excess_drop=excess, excess_drop_ci=(excess_low, excess + 0.05), bootstrap=0, level=0.95,
+    )  # fmt: skip
 
 
 QUIET_HEAT = {

@@ -14,11 +14,10 @@ import shapely
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
+from geotag import ingest
 from geotag.dataset import IMAGE_COLUMNS, conform, read_images, write_images
 from geotag.errors import InputError, WorkspaceError
-from geotag.stages import import_images
-from geotag.stages.grid import run_grid
-from geotag.stages.import_images import (
+from geotag.ingest import (
     BAD_COORDINATES,
     DUPLICATE,
     MISSING_FILE,
@@ -26,10 +25,11 @@ from geotag.stages.import_images import (
     OUTSIDE_REGION,
     UNREADABLE,
     Skipped,
-    run_import,
 )
+from geotag.stages.grid import run_grid
+from geotag.stages.import_images import run_import
 from geotag.workspace import Workspace
-from tests.conftest import snapshot
+from tests.conftest import modules_loaded_by, snapshot
 
 DMS = tuple[float, float, float]
 
@@ -229,6 +229,30 @@ def test_png_is_converted_to_jpeg(ws: Workspace, tmp_path: Path):
     assert difference.mean() < 3  # the same picture, give or take JPEG noise
 
 
+def test_an_image_that_cannot_be_converted_any_more_is_skipped(ws: Workspace, tmp_path: Path):
+    png = write_jpeg(tmp_path / "photos" / "shot.png", *here(0.3, -0.3), fmt="PNG")
+    write_jpeg(tmp_path / "photos" / "ok.jpg", *here(0.1, 0.1))
+
+    class DamageAfterDecoding:
+        """Overwrites the PNG once it has decoded, just before the images are placed."""
+
+        def start(self, task: str, total: int | None) -> None:
+            if task == "copying images":
+                png.write_bytes(b"no longer a PNG")
+
+        def advance(self, steps: int = 1) -> None:
+            pass
+
+    result = run_import(ws, png.parent, progress=DamageAfterDecoding())
+
+    assert (result.imported, result.converted) == (1, 0)
+    [skipped] = result.skipped
+    assert (skipped.source, skipped.reason) == ("shot.png", UNREADABLE)
+    assert skipped.detail.startswith("cannot convert to JPEG: cannot identify image file")
+    assert list(dataset(ws).index) == ["ok"]
+    assert len(only_images(ws)) == 1
+
+
 # -- tables -------------------------------------------------------------------------------
 def test_csv_table_with_relative_paths_and_optional_columns(ws: Workspace, tmp_path: Path):
     data = tmp_path / "data"
@@ -402,7 +426,7 @@ def test_link_falls_back_to_copy_across_filesystems(
     def cross_device(src: Path, dst: Path) -> None:
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(import_images.os, "link", cross_device)
+    monkeypatch.setattr(ingest.os, "link", cross_device)
     result = run_import(ws, tmp_path / "p", link=True)
 
     target = ws.root / read_images(ws)["path"].iloc[0]
@@ -426,7 +450,7 @@ def test_an_interrupted_import_leaves_no_partial_image(
             raise KeyboardInterrupt
         real_copy(src, dst)
 
-    monkeypatch.setattr(import_images.shutil, "copyfile", copy_then_interrupt)
+    monkeypatch.setattr(ingest.shutil, "copyfile", copy_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_import(ws, tmp_path / "p")
 
@@ -548,3 +572,10 @@ def test_cli_import_bad_source_is_one_line(ws: Workspace, tmp_path: Path) -> Non
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
     assert "Traceback" not in result.output
     assert snapshot(ws.root) == before
+
+
+# -- the module ---------------------------------------------------------------------------
+def test_importing_the_stage_loads_no_heavy_library() -> None:
+    # The CLI imports stages lazily, but a stage module stays light anyway.
+    heavy = ("numpy", "pandas", "PIL", "shapely")
+    assert modules_loaded_by("import geotag.stages.import_images", heavy) == []

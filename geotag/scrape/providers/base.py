@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from geotag.errors import InputError
 from geotag.scrape.http import Http
 
 
@@ -55,6 +56,19 @@ class ImageOptions:
     pitch: float = 0.0
     radius_m: float = 50.0
     source: str = "outdoor"
+
+    @staticmethod
+    def parse_headings(text: str) -> tuple[float, ...]:
+        """``"0,90,450"`` -> (0.0, 90.0): degrees in [0, 360), each once, in the given order."""
+        try:
+            values = tuple(float(part) % 360.0 for part in text.split(",") if part.strip())
+        except ValueError:
+            raise InputError(
+                f"--headings must be degrees separated by commas; got {text!r}"
+            ) from None
+        if not values:
+            raise InputError("--headings needs at least one heading")
+        return tuple(dict.fromkeys(values))
 
 
 class Provider(Protocol):

@@ -19,12 +19,9 @@ METADATA_PATH = "/maps/api/streetview/metadata"
 IMAGE_PATH = "/maps/api/streetview"
 LICENSE = "Google Maps Platform Terms of Service"
 TERMS_URL = "https://cloud.google.com/maps-platform/terms"
+# The price per image and the terms notice live in geotag.scrape.registry (light to import).
 #: Google's published limit is 30,000 queries per minute (500/s); stay far below it.
 DEFAULT_RATE = 25.0
-#: Static Street View, first monthly volume tier (0-100,000), from Google's "Street View
-#: Static API usage and billing" page as last updated 2026-02-18. Metadata is free.
-PRICE_PER_1000_USD = 7.00
-PRICE_SOURCE = "Google Maps Platform price list, Static Street View SKU, 0-100k/month, 2026-02"
 
 
 class GoogleProvider:

@@ -1,0 +1,94 @@
+"""``metrics.json``: what ``geotag eval`` measured, as one typed contract.
+
+:func:`geotag.evaluate.metrics.score` and ``aggregate_folds`` compute the numbers;
+:class:`EvalMetrics` is how they are written, read back (by ``predict`` for its
+predictor, by the demo for its story) and shown. The file's layout::
+
+    {"run": ..., "model": ..., "classes": 29, "chance_top1": 0.034, "mask": null,
+     "run_mask": null, "test_set": "held-out folds", "folds": [0], "images": 344,
+     "unreadable": 0, "headline": "weighted",
+     "per_image":    {"folds": 1, "mean": {...}, "std": {...}, "headline": ...,
+                      "per_fold": {"0": {..., "headline": ...}}},
+     "per_location": {...the same, with the headings of one place fused...}}
+
+where each ``{...}`` holds top1, top5, balanced_accuracy, counts and, per predictor,
+median/mean km, the share within each radius and the GeoScore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from geotag import contracts
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class Scores:
+    """One fold's figures, or their mean or standard deviation over folds."""
+
+    n: int | float
+    n_classes: int | float
+    unknown_class: int | float
+    cell_km: float
+    top1: float
+    top5: float
+    balanced_accuracy: float
+    chance_top1: float
+    #: predictor -> median_km, mean_km, within_<d>km, within_<m>x_cell, geoscore
+    predictors: dict[str, dict[str, float]]
+
+    def distance(self, predictor: str, figure: str) -> float:
+        """One distance figure of one predictor, e.g. ``("weighted", "median_km")``."""
+        return self.predictors[predictor][figure]
+
+    def within_km(self, predictor: str, km: float) -> float:
+        """Share of images within ``km`` of the truth."""
+        from geotag.evaluate.metrics import threshold_key
+
+        return self.predictors[predictor][threshold_key(km)]
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class FoldScores(Scores):
+    headline: str  # the predictor with the lower median error on this fold
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class Summary:
+    """Figures per fold and their mean and std over folds, per image or per location."""
+
+    folds: int
+    mean: Scores
+    std: Scores
+    headline: str
+    per_fold: dict[str, FoldScores]
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class EvalMetrics:
+    run: str
+    model: str
+    classes: int
+    chance_top1: float
+    mask: str | None  # the band this evaluation blanked, if any
+    run_mask: str | None  # the band the run was trained with blanked, if any
+    test_set: str
+    folds: tuple[int, ...]
+    images: int
+    unreadable: int
+    #: The predicted point the headline figures use (see ``metrics.choose_headline``).
+    headline: str
+    per_image: Summary
+    per_location: Summary
+
+    def to_json(self) -> dict[str, object]:
+        return contracts.to_json(self)
+
+    @classmethod
+    def read(cls, path: Path) -> EvalMetrics:
+        return contracts.read(cls, path)
