@@ -39,6 +39,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_explain.py
+	$(BIN)/python benchmarks/bench_startup.py
 
 # Minutes: is the simulated world learnable, but not trivially, and is its shortcut real?
 calibrate: $(INSTALLED)

@@ -45,3 +45,20 @@ def test_require_names_the_missing_file_and_the_fix(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
     with pytest.raises(WorkspaceError, match=r"grid.parquet not found .*; run `geotag grid`"):
         ws.require(ws.grid_parquet, "run `geotag grid` first")
+
+
+def test_a_run_folder_names_every_path_of_a_run(tmp_path: Path) -> None:
+    from geotag.train.bands import Band
+
+    run = Workspace(tmp_path).run_folder("r1")
+    root = tmp_path / "runs" / "r1"
+    assert run.name == "r1" and run.folder == root
+    assert run.config_path == root / "config.json"
+    assert run.folds_path == root / "folds.csv"
+    assert run.weights(2) == root / "fold-2" / "model.safetensors"
+    assert run.last_checkpoint(0) == root / "fold-0" / "last.ckpt"
+    assert run.history(1) == root / "fold-1" / "history.csv"
+    assert run.metrics_path() == root / "eval" / "metrics.json"
+    assert run.eval_dir(Band("bottom", 0.1)) == root / "eval-bottom-0.1"
+    assert run.audit_path == root / "explain" / "audit.json"
+    assert not tmp_path.joinpath("runs").exists()

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from geotag.cli.common import (
     WorkspaceOption,
+    bar_columns,
     console,
     err_console,
     progress_bar,
@@ -146,7 +147,6 @@ def scrape(
 
         GOOGLE_MAPS_API_KEY=... geotag scrape -w india --radius 1000 --max-images 2000
     """
-    from rich.progress import MofNCompleteColumn, TimeRemainingColumn
     from rich.progress import Progress as RichProgressBar
 
     from geotag.scrape.providers.base import ImageOptions
@@ -182,11 +182,7 @@ def scrape(
             signing_secret=signing_secret,
             provider_options={k: v for k, v in offered.items() if k in taken},
         )
-        columns = (
-            *RichProgressBar.get_default_columns()[:2],
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
+        columns = bar_columns()
         with RichProgressBar(*columns, console=console, disable=dry_run) as bar:
             result = run_scrape(
                 Workspace(workspace),

@@ -19,7 +19,7 @@ from geotag.errors import GeotagError, first_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
-    from rich.progress import Task
+    from rich.progress import ProgressColumn, Task
     from rich.text import Text
 
 console = Console()
@@ -95,16 +95,25 @@ def files_list(files: tuple[Path, ...]) -> str:
     return ", ".join(str(f) for f in files)
 
 
-def bar_columns() -> tuple[object, ...]:
+def bar_columns() -> tuple[ProgressColumn, ...]:
     """A spinner, the task, a bar, done/total, the rate and the time left."""
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         ProgressColumn,
         SpinnerColumn,
         TextColumn,
         TimeRemainingColumn,
     )
+
+    class CountColumn(ProgressColumn):
+        """done/total, or nothing while the library has not said how many steps."""
+
+        def render(self, task: Task) -> Text:
+            from rich.text import Text
+
+            if task.total is None:
+                return Text("")
+            return Text(f"{int(task.completed):,}/{int(task.total):,}", style="progress.download")
 
     class RateColumn(ProgressColumn):
         """Steps per second, once rich has measured some."""
@@ -119,7 +128,7 @@ def bar_columns() -> tuple[object, ...]:
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         RateColumn(),
         TimeRemainingColumn(),
     )
@@ -147,7 +156,7 @@ def progress_bar(*, disable: bool = False) -> Iterator[BarProgress]:
     from rich.progress import Progress as RichProgressBar
 
     with RichProgressBar(
-        *bar_columns(),  # type: ignore[arg-type]
+        *bar_columns(),
         console=console,
         disable=disable or not console.is_terminal,
         transient=True,

@@ -126,7 +126,7 @@ def open_run(workspace: Workspace, name: str | None = None) -> Run:
     if name is None:
         if not configs:
             raise InputError(f"no trained run in {runs}; run `geotag train` first")
-        folder = RunFolder(max(configs, key=lambda p: p.stat().st_mtime).parent)
+        folder = RunFolder(sorted(configs, key=lambda p: p.stat().st_mtime)[-1].parent)
     else:
         folder = workspace.run_folder(name)
         if not folder.config_path.is_file():

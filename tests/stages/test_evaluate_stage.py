@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from geotag.cli import app
 from geotag.errors import DataError, InputError
+from geotag.evaluate.summary import EvalMetrics
 from geotag.geo.distance import haversine_km
 from geotag.stages.evaluate import EvalOptions, run_eval
 from geotag.train.bands import Band
@@ -40,6 +41,8 @@ def test_eval_scores_every_fold_on_its_held_out_images(trained_ws: Workspace) ->
             assert image.format == "PNG" and min(image.size) > 200
 
     metrics = json.loads((out / "metrics.json").read_text())
+    # The typed contract reads back exactly what was written.
+    assert EvalMetrics.read(out / "metrics.json") == result.metrics
     assert metrics["folds"] == [0, 1, 2]
     assert set(metrics["per_image"]["per_fold"]) == {"0", "1", "2"}
     assert metrics["headline"] in ("top_cell", "weighted")
@@ -119,3 +122,29 @@ def test_cli_eval_prints_headline_with_chance(trained_ws: Workspace) -> None:
     assert "top-1" in result.output and "chance" in result.output and "median km" in result.output
     bad = CliRunner().invoke(app, ["eval", "-w", str(trained_ws.root), "--mask", "middle:0.2"])
     assert bad.exit_code == 1 and bad.output.startswith("Error:")
+
+
+class CountingProgress:
+    """Records every task the library starts and the steps it reports."""
+
+    def __init__(self) -> None:
+        self.tasks: list[list[object]] = []
+
+    def start(self, task: str, total: int | None) -> None:
+        self.tasks.append([task, total, 0])
+
+    def advance(self, steps: int = 1) -> None:
+        self.tasks[-1][2] += steps  # type: ignore[operator]
+
+
+def test_eval_and_predict_count_their_steps_to_the_total(trained_ws: Workspace) -> None:
+    from geotag.stages.predict import PredictOptions, run_predict
+
+    progress = CountingProgress()
+    run_eval(trained_ws, OPTIONS, progress=progress)
+    photos = sorted(trained_ws.images_dir.rglob("*.jpg"))[:5]
+    run_predict(trained_ws, photos, PredictOptions(device="cpu", workers=0), progress=progress)
+    counted = [t for t in progress.tasks if t[1] is not None]
+    assert len(counted) >= 5  # three folds, reading the photos, predicting them
+    for task, total, done in counted:
+        assert done == total and total > 0, task

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from geotag.cli import app
 from geotag.errors import InputError
-from geotag.explain.report import Ablation, Condition
+from geotag.explain.report import Ablation, AuditReport, Condition
 from geotag.explain.verdict import data_warning, decide
 from geotag.stages.explain import AuditOptions, ExplainOptions, run_audit, run_explain
 from geotag.workspace import Workspace
@@ -62,6 +62,7 @@ def test_bad_explain_input(trained_ws: Workspace, tmp_path: Path) -> None:
 def test_audit_writes_its_report_and_exit_code_follows_fail_on(trained_ws: Workspace) -> None:
     result = run_audit(trained_ws, AuditOptions(limit=40, device="cpu"))
     assert result.report.verdict in ("PASS", "SUSPECT", "SHORTCUT")
+    assert AuditReport.read(result.folder / "audit.json") == result.report
     saved = json.loads((result.folder / "audit.json").read_text())
     assert saved["verdict"] == result.report.verdict and saved["images"] == 40
     assert set(saved["ablation"]["conditions"]) == {
