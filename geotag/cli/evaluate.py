@@ -19,6 +19,7 @@ from geotag.cli.common import (
     progress_bar,
     reporting_errors,
     skipped,
+    warn,
 )
 from geotag.workspace import Workspace
 
@@ -77,16 +78,19 @@ def eval_(
 
 
 def _print_metrics(metrics: EvalMetrics) -> None:
-    """The headline metrics, per image and per location, mean +/- std over folds."""
+    """The headline metrics, per image and per location, mean +/- std over folds, beside
+    what a model must beat: chance, the majority cell, the training data's mean location
+    and a random training image."""
     from geotag.evaluate.metrics import SUMMARY_THRESHOLDS_KM
 
     headline = metrics.headline
     chance = metrics.chance_top1
+    mean = metrics.per_image.mean
     table = Table(title=f"run {metrics.run}: {metrics.test_set}, folds {list(metrics.folds)}")
     table.add_column("metric")
     table.add_column("per image", justify="right")
     table.add_column("per location", justify="right")
-    table.add_column("chance", justify="right")
+    table.add_column("baseline", justify="right")
     single = len(metrics.folds) < 2  # one fold has no spread to show
 
     def cell(figure: Callable[[Scores], float], summary: Summary, percent: bool) -> str:
@@ -95,18 +99,35 @@ def _print_metrics(metrics: EvalMetrics) -> None:
             return f"{mean:.1%}" if single else f"{mean:.1%} ± {std:.1%}"
         return f"{mean:,.0f}" if single else f"{mean:,.0f} ± {std:,.0f}"
 
+    base = mean.baselines
+    top1_base = f"{chance:.1%} chance"
+    median_base = mean_base = ""
+    if base is not None:
+        top1_base += f", {base.majority_top1:.1%} majority"
+        median_base = (
+            f"{base.mean_location_median_km:,.0f} centre, {base.random_image_median_km:,.0f} random"
+        )
+        mean_base = (
+            f"{base.mean_location_mean_km:,.0f} centre, {base.random_image_mean_km:,.0f} random"
+        )
     rows: list[tuple[str, Callable[[Scores], float], bool, str]] = [
-        ("top-1", lambda s: s.top1, True, f"{chance:.1%}"),
-        ("top-5", lambda s: s.top5, True, f"{min(1.0, 5 * chance):.1%}"),
-        ("balanced accuracy", lambda s: s.balanced_accuracy, True, f"{chance:.1%}"),
-        (f"median km ({headline})", lambda s: s.distance(headline, "median_km"), False, ""),
-        (f"mean km ({headline})", lambda s: s.distance(headline, "mean_km"), False, ""),
+        ("top-1", lambda s: s.top1, True, top1_base),
+        ("top-5", lambda s: s.top5, True, f"{min(1.0, 5 * chance):.1%} chance"),
+        ("balanced accuracy", lambda s: s.balanced_accuracy, True, f"{chance:.1%} chance"),
+        (f"median km ({headline})", lambda s: s.distance(headline, "median_km"), False,
+         median_base),
+        (f"mean km ({headline})", lambda s: s.distance(headline, "mean_km"), False, mean_base),
         (f"GeoScore ({headline})", lambda s: s.distance(headline, "geoscore"), False, ""),
-    ]
+    ]  # fmt: skip
     rows += [
         (f"within {km} km ({headline})", partial(_within, headline, km), True, "")
         for km in SUMMARY_THRESHOLDS_KM
     ]
+    if "inside_region" in mean.predictors[headline]:
+        rows.append(
+            (f"points inside the region ({headline})",
+             lambda s: s.distance(headline, "inside_region"), True, "")
+        )  # fmt: skip
     for label, figure, percent, baseline in rows:
         table.add_row(
             label,
@@ -119,6 +140,19 @@ def _print_metrics(metrics: EvalMetrics) -> None:
         "weighted mean of the top-5 cell centres" if headline == "weighted" else "top cell's centre"
     )
     console.print(f"Predicted point: {note} (the better of the two; both in metrics.json).")
+    if base is not None:
+        console.print(
+            "Baselines per image, from each fold's own training images: majority = always "
+            "the most common cell; centre = always their mean location; random = the "
+            "location of a random one.",
+            highlight=False,
+        )
+    unseen = sum(int(f.unseen_cell or 0) for f in metrics.per_image.per_fold.values())
+    if unseen:
+        warn(
+            f"{unseen:,} held-out image(s) are in cells with no training image in their fold: "
+            f"no model can place them; top-1 without them {mean.top1_seen or 0:.1%}."
+        )
 
 
 def _within(predictor: str, km: float, scores: Scores) -> float:

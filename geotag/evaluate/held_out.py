@@ -54,3 +54,16 @@ def image_root(workspace: Workspace, images_file: Path | None, frame: pd.DataFra
     if images_file is None or (workspace.root / str(frame["path"].iloc[0])).exists():
         return workspace.root
     return Path(images_file).parent
+
+
+def training_sets(workspace: Workspace, run: Run) -> dict[int, pd.DataFrame]:
+    """Per trained fold, the images its model was trained on (every other fold of
+    folds.csv): what baselines and "was this cell ever seen" are judged against."""
+    from geotag.dataset import read_images
+    from geotag.train.folds import read_folds
+
+    assignment = read_folds(run.folds_path)
+    joined = assignment[["path", "fold"]].merge(read_images(workspace), on="path", how="inner")
+    return {
+        fold: joined[joined["fold"] != fold].reset_index(drop=True) for fold in run.trained_folds()
+    }

@@ -175,6 +175,8 @@ def score(
     centre_lon: Any,
     cell_km: float,
     top_k: int = 5,
+    *,
+    region: Any = None,
 ) -> Score:
     """Accuracy and distance metrics of ``probs`` (N, K) against the truth.
 
@@ -183,7 +185,10 @@ def score(
     the balanced accuracy (which is over the classes, as sklearn's
     ``balanced_accuracy_score``: the mean recall of the classes present in the truth), and
     is scored on distance like any other. ``top_k`` is the number of cell centres the
-    ``weighted`` point averages; top-5 accuracy always uses five.
+    ``weighted`` point averages; top-5 accuracy always uses five. With ``region`` (a
+    shapely geometry in degrees) each predictor also reports ``inside_region``: the share
+    of its predicted points that lie in the region (a point in the sea is a poor answer
+    however close it is).
     """
     p = _probabilities(probs)
     n, k = p.shape
@@ -208,6 +213,9 @@ def score(
     points = _points(classes, values, c_lat, c_lon)
     errors = {name: haversine_km(t_lat, t_lon, *points[name]) for name in PREDICTORS}
     predictors = {name: distance_metrics(errors[name], float(cell_km)) for name in PREDICTORS}
+    if region is not None:
+        for name in PREDICTORS:
+            predictors[name]["inside_region"] = inside_share(region, *points[name])
 
     metrics: dict[str, Any] = {
         "n": int(n),
@@ -244,6 +252,14 @@ def distance_metrics(errors_km: Any, cell_km: float) -> dict[str, float]:
         out[cell_multiple_key(m)] = float((e <= m * cell_km).mean())
     out["geoscore"] = float(np.mean(geoscore(e)))
     return out
+
+
+def inside_share(region: Any, lat: np.ndarray, lon: np.ndarray) -> float:
+    """Share of the points (degrees) that lie inside ``region`` (or on its edge)."""
+    import shapely
+
+    shapely.prepare(region)
+    return float(shapely.intersects_xy(region, np.asarray(lon), np.asarray(lat)).mean())
 
 
 def threshold_key(km: float) -> str:

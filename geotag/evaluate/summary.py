@@ -17,10 +17,22 @@ median/mean km, the share within each radius and the GeoScore.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from geotag import contracts
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class Baselines:
+    """What a model must beat, from the fold's training images (see evaluate.baselines)."""
+
+    majority_top1: float
+    mean_location_median_km: float
+    mean_location_mean_km: float
+    random_image_median_km: float
+    random_image_mean_km: float
 
 
 @contracts.contract
@@ -36,8 +48,15 @@ class Scores:
     top5: float
     balanced_accuracy: float
     chance_top1: float
-    #: predictor -> median_km, mean_km, within_<d>km, within_<m>x_cell, geoscore
+    #: predictor -> median_km, mean_km, within_<d>km, within_<m>x_cell, geoscore and
+    #: inside_region (the share of predicted points inside the region)
     predictors: dict[str, dict[str, float]]
+    # Optional so that a metrics.json written before they existed still reads.
+    baselines: Baselines | None = field(default=None, kw_only=True)
+    #: Scored samples whose cell had no training image in this fold: guaranteed misses.
+    unseen_cell: int | float | None = field(default=None, kw_only=True)
+    #: Top-1 over the other samples.
+    top1_seen: float | None = field(default=None, kw_only=True)
 
     def distance(self, predictor: str, figure: str) -> float:
         """One distance figure of one predictor, e.g. ``("weighted", "median_km")``."""

@@ -54,7 +54,7 @@ def run_eval(
     from geotag import contracts
     from geotag.dataset import GROUP, group_views
     from geotag.evaluate import metrics as m
-    from geotag.evaluate.held_out import held_out_sets, image_root
+    from geotag.evaluate.held_out import held_out_sets, image_root, training_sets
     from geotag.evaluate.inference import class_probabilities
     from geotag.evaluate.summary import EvalMetrics
     from geotag.gridfile import load_grid
@@ -72,6 +72,9 @@ def run_eval(
     centre_lat, centre_lon = classes.centres()
     cell_km = run.config.cell_km
     sets = held_out_sets(workspace, run, options.images)
+    trained_on = training_sets(workspace, run)
+    grid = load_grid(workspace)
+    region = grid.region.geometry
     device = resolve_device(options.device)
     root = image_root(workspace, options.images, next(iter(sets.values())))
     per_image: dict[str, Any] = {}
@@ -94,14 +97,24 @@ def run_eval(
             raise DataError(f"none of fold {fold}'s held-out images could be read")
         true_class = classes.index_of(frame["cell_id"])
         true_lat, true_lon = frame["lat"].to_numpy(), frame["lon"].to_numpy()
-        scored = m.score(probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km)
-        per_image[str(fold)] = scored.metrics
+        scored = m.score(
+            probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km, region=region
+        )
+        train = trained_on[fold]
+        train_class = classes.index_of(train["cell_id"])
+        per_image[str(fold)] = _with_references(
+            scored, train, train_class, frame["cell_id"].to_numpy(), true_class,
+            true_lat, true_lon,
+        )  # fmt: skip
         fused, _, first = m.fuse_by_group(probs, frame[GROUP].to_numpy())
         located = m.score(
             fused, true_class[first], true_lat[first], true_lon[first], centre_lat,
-            centre_lon, cell_km,
+            centre_lon, cell_km, region=region,
         )  # fmt: skip
-        per_location[str(fold)] = located.metrics
+        per_location[str(fold)] = _with_references(
+            located, train, train_class, frame["cell_id"].to_numpy()[first], true_class[first],
+            true_lat[first], true_lon[first],
+        )  # fmt: skip
         rows.append(_predictions(frame, fold, scored, classes.cell_ids))
         all_true.append(true_class)
         all_pred.append(probs.argmax(axis=1))
@@ -133,9 +146,38 @@ def run_eval(
     predictions = pd.concat(rows, ignore_index=True)
     files = _write_outputs(
         workspace, run.metrics_path(options.mask), metrics, predictions,
-        np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, load_grid(workspace),
+        np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, grid,
     )  # fmt: skip
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
+
+
+def _with_references(
+    scored: Any,
+    train: pd.DataFrame,
+    train_class: np.ndarray,
+    true_cell: np.ndarray,
+    true_class: np.ndarray,
+    true_lat: np.ndarray,
+    true_lon: np.ndarray,
+) -> dict[str, Any]:
+    """``scored.metrics`` with what the model must beat and what it cannot know: the
+    baselines from this fold's training images, and the scored samples whose cell has no
+    training image (counted; top-1 also given without them)."""
+    import numpy as np
+
+    from geotag.evaluate.baselines import baselines
+
+    seen = np.isin(true_cell, train["cell_id"].to_numpy())
+    hits = scored.pred_class[seen] == true_class[seen]
+    return {
+        **scored.metrics,
+        "baselines": baselines(
+            train_class, train["lat"].to_numpy(), train["lon"].to_numpy(), true_class,
+            true_lat, true_lon,
+        ),
+        "unseen_cell": int((~seen).sum()),
+        "top1_seen": float(hits.mean()) if len(hits) else 0.0,
+    }  # fmt: skip
 
 
 def _predictions(

@@ -306,3 +306,17 @@ def test_per_cell_table() -> None:
         "accuracy": [1.0, pytest.approx(1 / 3)],
         "median_km": [1.0, 10.0],
     }
+
+
+def test_score_reports_the_share_of_predicted_points_inside_the_region() -> None:
+    import shapely
+
+    region = shapely.box(0, 0, 10, 10)  # lon 0..10, lat 0..10
+    centre_lat, centre_lon = np.array([5.0, 20.0]), np.array([5.0, 5.0])  # class 1 outside
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    out = score(probs, np.array([0, 1, 0]), np.full(3, 5.0), np.full(3, 5.0), centre_lat,
+                centre_lon, 100.0, region=region)  # fmt: skip
+    assert out.metrics["predictors"]["top_cell"]["inside_region"] == pytest.approx(2 / 3)
+    plain = score(probs, np.array([0, 1, 0]), np.full(3, 5.0), np.full(3, 5.0), centre_lat,
+                  centre_lon, 100.0)  # fmt: skip
+    assert "inside_region" not in plain.metrics["predictors"]["weighted"]

@@ -21,6 +21,7 @@ from geotag.train.bands import Band
 from geotag.workspace import Workspace
 
 OPTIONS = EvalOptions(workers=0, device="cpu")
+CLI_KW = ("--workers", "0", "--device", "cpu")
 
 
 def test_eval_scores_every_fold_on_its_held_out_images(trained_ws: Workspace) -> None:
@@ -148,3 +149,39 @@ def test_eval_and_predict_count_their_steps_to_the_total(trained_ws: Workspace) 
     assert len(counted) >= 5  # three folds, reading the photos, predicting them
     for task, total, done in counted:
         assert done == total and total > 0, task
+
+
+def test_eval_reports_baselines_points_in_region_and_unseen_cells(
+    trained_ws: Workspace,
+) -> None:
+    # Put every image of one cell in fold 0: fold 0's model never saw that cell.
+    folds_path = trained_ws.run_dir("tiny") / "folds.csv"
+    folds = pd.read_csv(folds_path, dtype={"path": str, "group": str}, keep_default_na=False)
+    images = pd.read_parquet(trained_ws.images_parquet)[["path", "cell_id"]]
+    folds = folds.merge(images, on="path")
+    chosen = folds["cell_id"].value_counts().index[0]
+    folds.loc[folds["cell_id"] == chosen, "fold"] = 0
+    folds[["path", "group", "fold"]].to_csv(folds_path, index=False)
+
+    result = run_eval(trained_ws, OPTIONS)
+    predictions = pd.read_parquet(result.folder / "predictions.parquet")
+    for fold, scores in result.metrics.per_image.per_fold.items():
+        held = folds[folds["fold"] == int(fold)]
+        trained_cells = set(folds.loc[folds["fold"] != int(fold), "cell_id"])
+        unseen = ~held["cell_id"].isin(trained_cells)
+        assert scores.unseen_cell == int(unseen.sum())
+        rows = predictions[predictions["fold"] == int(fold)]
+        seen_rows = rows[rows["true_cell"].isin(trained_cells)]
+        assert scores.top1_seen == pytest.approx(seen_rows["correct"].mean())
+        assert scores.baselines is not None
+        assert 0.0 <= scores.baselines.majority_top1 <= 1.0
+        assert scores.baselines.mean_location_median_km > 0
+        assert 0.0 <= scores.predictors["top_cell"]["inside_region"] <= 1.0
+    fold0 = result.metrics.per_image.per_fold["0"]
+    assert fold0.unseen_cell >= int((folds["cell_id"] == chosen).sum())
+    cli = CliRunner().invoke(app, ["eval", "-w", str(trained_ws.root), *CLI_KW])
+    assert cli.exit_code == 0, cli.output
+    assert "majority" in cli.output and "centre" in cli.output
+    total = sum(int(s.unseen_cell or 0) for s in result.metrics.per_image.per_fold.values())
+    said = " ".join(cli.output.split())
+    assert f"{total:,} held-out image(s) are in cells with no training image" in said
