@@ -89,7 +89,12 @@ def train(
         str, typer.Option("--label-smoothing", help="none, or haversine (PIGEON).")
     ] = TRAIN_DEFAULTS.label_smoothing,
     tau_km: Annotated[
-        float, typer.Option("--tau-km", help="Haversine smoothing temperature, km.")
+        float | None,
+        typer.Option(
+            "--tau-km",
+            help="Haversine smoothing temperature, km.",
+            show_default="0.32 x the cell side: the true cell keeps half the target",
+        ),
     ] = TRAIN_DEFAULTS.tau_km,
     views: Annotated[
         int, typer.Option("--views", help="Headings per sample (multi-view training).")

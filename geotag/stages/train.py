@@ -57,7 +57,7 @@ class TrainOptions:
     mask_bottom: float = 0.0
     hflip: bool = False
     label_smoothing: str = "none"
-    tau_km: float = 75.0
+    tau_km: float | None = None  # default: 0.32 cell sides (train.targets.default_tau_km)
     views: int = 1
     fusion: str = "mean"
     workers: int | None = None
@@ -107,7 +107,7 @@ def _check_options(options: TrainOptions) -> None:
         raise InputError(
             f"--label-smoothing must be one of {', '.join(SMOOTHING)}; got {o.label_smoothing!r}"
         )
-    if not o.tau_km > 0:
+    if o.tau_km is not None and not (math.isfinite(o.tau_km) and o.tau_km > 0):
         raise InputError(f"--tau-km must be positive; got {o.tau_km}")
     if o.views < 1:
         raise InputError(f"--views must be at least 1; got {o.views}")
@@ -182,6 +182,7 @@ def run_train(
     from geotag.train.data import check_bad_share, find_bad_images, preprocessing_for
     from geotag.train.model import check_architecture, create_classifier
     from geotag.train.runs import RunConfig, read_config, write_config
+    from geotag.train.targets import default_tau_km, tau_warning
 
     started = time.perf_counter()
     progress = progress or NullProgress()
@@ -189,6 +190,7 @@ def run_train(
     _check_options(options)
     workspace.require(workspace.images_parquet, "run `geotag scrape` or `geotag import` first")
     grid = load_grid(workspace)
+    cell_area = grid.cell_area_km2 if math.isfinite(grid.cell_area_km2) else grid.cell_km**2
 
     resume = options.resume
     if resume:
@@ -253,6 +255,12 @@ def run_train(
                 folds[keep],
             )
         fold_list = list(range(options.folds)) if options.fold == "all" else [int(options.fold)]
+        # The smoothing temperature follows the cells unless the user set one.
+        tau_km = options.tau_km if options.tau_km is not None else default_tau_km(cell_area)
+        if options.label_smoothing == "haversine" and options.tau_km is not None:
+            large = tau_warning(options.tau_km, cell_area)
+            if large:
+                notice(large)
 
         torch.manual_seed(options.seed)
         probe = create_classifier(
@@ -281,7 +289,7 @@ def run_train(
             folds_trained=tuple(fold_list),
             split=options.split,
             label_smoothing=options.label_smoothing,
-            tau_km=options.tau_km,
+            tau_km=tau_km,
             grid_id=workspace.stage_settings("grid").get("grid_id"),
             cell_km=grid.cell_km,
             geotag_version=__version__,
@@ -313,6 +321,7 @@ def run_train(
                 progress,
                 on_epoch,
                 resume,
+                tau_km,
             )
         return TrainResult(
             name=name,
@@ -359,6 +368,7 @@ def _train_fold(
     progress: Progress,
     on_epoch: Callable[[EpochResult], None] | None,
     resume: bool,
+    tau_km: float,
 ) -> FoldOutcome:
     import numpy as np
     import torch
@@ -463,7 +473,7 @@ def _train_fold(
             warmup_epochs=options.warmup_epochs,
             patience=options.patience,
             label_smoothing=options.label_smoothing,
-            tau_km=options.tau_km,
+            tau_km=tau_km,
         ),
         device,
         ranks,

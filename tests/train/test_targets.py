@@ -95,3 +95,42 @@ def test_soft_cross_entropy_value_and_gradient_for_soft_targets() -> None:
 def test_soft_cross_entropy_refuses_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("cell_km", [25.0, 100.0, 400.0])
+def test_default_tau_keeps_about_half_the_target_on_the_true_cell(cell_km: float) -> None:
+    # Uniform points in the interior cells of a real hexagon grid (cells whose six
+    # neighbours all exist), scored with the default tau for that size.
+    import shapely
+
+    from geotag.geo.grid import make_grid
+    from geotag.geo.locate import CellLocator
+    from geotag.geo.regions import Region
+    from geotag.geo.sample import Quota, cell_pieces, sample_points
+    from geotag.train.targets import default_tau_km
+
+    degrees = 12 * cell_km / 111.0
+    grid = make_grid(Region("box", shapely.box(0, 0, degrees, degrees), "test"), cell_km)
+    pieces = cell_pieces(grid.cells_in_plane(), grid.cells["region_fraction"].to_numpy(),
+                         grid.region_projected)  # fmt: skip
+    ids = grid.cells["cell_id"].to_numpy()
+    points = sample_points(ids, pieces, grid.projection, Quota(per_cell=40), seed=0)
+    lat_c, lon_c = grid.cells["center_lat"].to_numpy(), grid.cells["center_lon"].to_numpy()
+    spacing = np.sort(np.hypot(lat_c[:, None] - lat_c, (lon_c[:, None] - lon_c)), axis=1)
+    interior = ids[(spacing[:, 6] < 1.2 * spacing[:, 1]) & (grid.cells["region_fraction"] == 1)]
+    inner = points[points["cell_id"].isin(interior)]
+    assert len(inner) > 200
+    targets = haversine_targets(inner["lat"].to_numpy(), inner["lon"].to_numpy(), lat_c, lon_c,
+                                tau_km=default_tau_km(grid.cell_area_km2)).numpy()  # fmt: skip
+    own = CellLocator(grid).cells(inner["lat"].to_numpy(), inner["lon"].to_numpy())
+    share = targets[np.arange(len(inner)), np.searchsorted(ids, own)]
+    assert 0.4 < share.mean() < 0.6
+
+
+def test_a_large_tau_against_the_cells_is_warned_about() -> None:
+    from geotag.train.targets import default_tau_km, tau_warning
+
+    assert default_tau_km(100.0**2) == pytest.approx(32.0)
+    assert tau_warning(32.0, 100.0**2) is None and tau_warning(70.0, 100.0**2) is None
+    warning = tau_warning(75.0, 25.0**2)
+    assert warning is not None and "the default here is 8 km" in warning

@@ -143,6 +143,16 @@ json.dump({{"size": list(x.shape), "bottom": float(x[:, 32:, :].abs().max()),
 def test_haversine_smoothing_and_multi_view_train(train_ws: Workspace) -> None:
     smooth = run_train(train_ws, replace(TINY, name="smooth", label_smoothing="haversine"))
     assert np.isfinite(history(train_ws, "smooth")["train_loss"]).all()
+    # The temperature follows the cells (500 km hexagons here) unless one is given.
+    area = train_ws.stage_settings("grid")["cell_area_km2"]
+    config = open_run(train_ws, "smooth").config
+    assert config.tau_km == pytest.approx(0.32 * area**0.5)
+    assert config.arguments["tau_km"] is None  # --resume resolves it again
+    notices: list[str] = []
+    run_train(train_ws, replace(TINY, name="hot", label_smoothing="haversine", tau_km=400.0,
+                                epochs=1), on_notice=notices.append)  # fmt: skip
+    assert any("--tau-km 400 is large against cells of 500 km" in n for n in notices)
+    assert open_run(train_ws, "hot").config.tau_km == 400.0
     assert smooth.samples == len(pd.read_parquet(train_ws.images_parquet))
     multi = run_train(train_ws, replace(TINY, name="multi", views=2, fusion="concat"))
     assert multi.samples == pd.read_parquet(train_ws.images_parquet)["pano_id"].nunique()
