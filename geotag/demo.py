@@ -84,7 +84,7 @@ def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
             earlier = json.loads(marker.read_text())
         except ValueError:
             raise InputError(f"{marker} is damaged; pass --fresh to start the demo again") from None
-        if earlier != wanted:
+        if not isinstance(earlier, dict) or {k: earlier.get(k) for k in wanted} != wanted:
             raise InputError(
                 f"{folder} holds a demo made with {earlier}; pass --fresh to start it again "
                 f"with {wanted}"
@@ -93,8 +93,51 @@ def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
     if has_files:
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(wanted) + "\n")
+    marker.write_text(json.dumps({**wanted, "environment": environment()}, indent=2) + "\n")
     return False
+
+
+def environment() -> dict[str, object]:
+    """What the demo's figures depend on besides the seed.
+
+    On one machine the demo is bit-for-bit repeatable. Across machines its numbers move:
+    float sums in convolutions and matrix products come out in another order with another
+    CPU's vector units, BLAS library or thread count, and a few training images that land
+    the other side of a decision change the epochs after them. These facts are recorded in
+    demo.json so that a figure can be traced to the machine that gave it.
+    """
+    import os
+    import platform
+
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from geotag import __version__
+
+    return {
+        "geotag": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": _cpu_name() or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "blas": sorted(
+            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)"
+            for pool in threadpool_info()
+        ),
+    }
+
+
+def _cpu_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def pipeline_steps(folder: Path, *, fast: bool, seed: int) -> list[DemoStep]:

@@ -170,6 +170,14 @@ class RunFolder:
     def history(self, fold: int) -> Path:
         return self.fold_dir(fold) / "history.csv"
 
+    def inner_val(self, fold: int) -> Path:
+        """The images of the fold's inner validation split (one ``path`` per line)."""
+        return self.fold_dir(fold) / "inner_val.csv"
+
+    def inner_scores(self, fold: int) -> Path:
+        """Each predictor scored on the fold's inner validation split."""
+        return self.fold_dir(fold) / "inner_scores.json"
+
     def eval_dir(self, mask: Band | None = None) -> Path:
         """``eval/``, or ``eval-<side>-<fraction>/`` for an evaluation with a band blanked."""
         return self.folder / ("eval" if mask is None else f"eval-{mask.side}-{mask.fraction:g}")

@@ -131,6 +131,16 @@ def test_fresh_starts_again_and_other_settings_need_it(tmp_path: Path) -> None:
         demo.prepare(folder, fresh=False, seed=1, fast=True)
     assert demo.prepare(folder, fresh=True, seed=1, fast=True) is False
     assert sorted(p.name for p in folder.iterdir()) == [demo.MARKER]
+    # demo.json records what the figures depend on besides the seed; a rerun on another
+    # machine still goes on with the same demo.
+    recorded = json.loads((folder / demo.MARKER).read_text())
+    assert recorded["seed"] == 1 and recorded["fast"] is True
+    assert {"torch", "numpy", "torch_threads", "cpu", "blas"} <= set(recorded["environment"])
+    recorded["environment"]["cpu"] = "another machine"
+    (folder / demo.MARKER).write_text(json.dumps(recorded))
+    (folder / "grid.parquet").write_bytes(b"earlier")
+    assert demo.prepare(folder, fresh=False, seed=1, fast=True) is True
+    assert demo.prepare(folder, fresh=True, seed=1, fast=True) is False
     (folder / demo.MARKER).write_text("{half a")
     with pytest.raises(InputError, match="damaged; pass --fresh"):
         demo.prepare(folder, fresh=False, seed=1, fast=True)

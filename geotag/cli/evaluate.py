@@ -137,9 +137,20 @@ def _print_metrics(metrics: EvalMetrics) -> None:
         )
     console.print(table)
     note = (
-        "weighted mean of the top-5 cell centres" if headline == "weighted" else "top cell's centre"
+        "weighted mean of the top cells' points" if headline == "weighted" else "top cell's point"
     )
-    console.print(f"Predicted point: {note} (the better of the two; both in metrics.json).")
+    if metrics.headline_chosen_on == "inner validation split":
+        console.print(
+            f"Predicted point: {note}, chosen on the inner validation split when training "
+            "(every predictor is in metrics.json and predictions.parquet)."
+        )
+    else:
+        console.print(f"Predicted point: {note} (the better of the two; both in metrics.json).")
+    if metrics.checkpoint_chosen_on != "inner validation split":
+        warn(
+            f"run {metrics.run} picked its best epochs on the folds scored here (trained before "
+            "geotag had an inner validation split): these figures are optimistic; retrain it"
+        )
     if base is not None:
         console.print(
             "Baselines per image, from each fold's own training images: majority = always "

@@ -96,6 +96,22 @@ def train(
             show_default="0.32 x the cell side: the true cell keeps half the target",
         ),
     ] = TRAIN_DEFAULTS.tau_km,
+    buffer_km: Annotated[
+        float | None,
+        typer.Option(
+            "--buffer-km",
+            help="Leave out of each fold's training the images this close to its held-out ones.",
+            show_default="a quarter cell side with --split spatial, else 0",
+        ),
+    ] = TRAIN_DEFAULTS.buffer_km,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            "--val-fraction",
+            help="Share of each fold's training places kept aside to stop early, pick the "
+            "best epoch and the predicted point on; the held-out fold is eval's alone.",
+        ),
+    ] = TRAIN_DEFAULTS.val_fraction,
     views: Annotated[
         int, typer.Option("--views", help="Headings per sample (multi-view training).")
     ] = TRAIN_DEFAULTS.views,
@@ -120,8 +136,10 @@ def train(
 ) -> None:
     """Train a timm classifier over the grid cells, cross-validated by location.
 
-    Writes runs/NAME/: config.json, folds.csv and per fold model.safetensors (best by
-    validation), last.ckpt and history.csv. Runs data-parallel under torchrun.
+    Each fold's training places are split again: early stopping, the best epoch and the
+    predicted point are chosen on that inner split, never on the fold eval scores.
+    Writes runs/NAME/: config.json, folds.csv and per fold model.safetensors (best on the
+    inner split), last.ckpt, history.csv and inner_scores.json. Runs data-parallel under torchrun.
 
     Example:
 
@@ -148,6 +166,8 @@ def train(
         hflip=hflip,
         label_smoothing=label_smoothing,
         tau_km=tau_km,
+        val_fraction=val_fraction,
+        buffer_km=buffer_km,
         views=views,
         fusion=fusion,
         workers=workers,
@@ -162,7 +182,7 @@ def train(
     def show_epoch(r: EpochResult) -> None:
         console.print(
             f"fold {r.fold} epoch {r.epoch}/{r.epochs}: train loss {r.train_loss:.3f}, "
-            f"val loss {r.val_loss:.3f}, top-1 {r.val_top1:.1%}, top-5 {r.val_top5:.1%}, "
+            f"inner val loss {r.val_loss:.3f}, top-1 {r.val_top1:.1%}, top-5 {r.val_top5:.1%}, "
             f"median {r.val_median_km:,.0f} km, {r.images_per_s:.0f} img/s"
             + (" *" if r.best else ""),
             highlight=False,
@@ -179,7 +199,7 @@ def train(
     if not main:
         return
     table = Table(title=f"run {result.name}", title_justify="left")
-    for column in ("fold", "best epoch", "val top-1", "val top-5", "median km", "stopped"):
+    for column in ("fold", "best epoch", "inner top-1", "inner top-5", "median km", "stopped"):
         table.add_column(column, justify="right")
     for fold_id, outcome in result.outcomes.items():
         best = outcome.history[outcome.best_epoch - 1] if outcome.best_epoch else None

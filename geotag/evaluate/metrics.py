@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PREDICTORS = ("top_cell", "weighted")
+#: The weighted point averages the top cells within this many cell sizes of the top cell.
+WEIGHTED_NEAR_CELLS = 2.0
 #: Fixed radii of the geolocation literature (street, city, region, country, continent).
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 #: The radii a summary table shows: city, region and country.
@@ -142,21 +144,31 @@ _top_k = top_k  # the functions below take a ``top_k`` parameter that shadows th
 
 
 def predicted_points(
-    probs: Any, centre_lat: Any, centre_lon: Any, top_k: int = 5
+    probs: Any, centre_lat: Any, centre_lon: Any, top_k: int = 5, near_km: float | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"top_cell": (lat, lon), "weighted": (lat, lon)}``, arrays of shape (N,).
 
     ``top_cell`` is the most probable cell's centre; ``weighted`` the spherical mean of the
     ``top_k`` most probable centres, weighted by their probabilities renormalised to sum 1.
+    With ``near_km`` only the centres within that distance of the top cell's take part, so
+    two likely cells on opposite coasts never average into the sea between them.
     """
     classes, values = _top_k(probs, top_k)
-    return _points(classes, values, *_centres(centre_lat, centre_lon, np.shape(probs)[1]))
+    centres = _centres(centre_lat, centre_lon, np.shape(probs)[1])
+    return _points(classes, values, *centres, near_km=near_km)
 
 
 def _points(
-    classes: np.ndarray, values: np.ndarray, lat: np.ndarray, lon: np.ndarray
+    classes: np.ndarray,
+    values: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    near_km: float | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     top = classes[:, 0]
+    if near_km is not None:
+        far = haversine_km(lat[top][:, None], lon[top][:, None], lat[classes], lon[classes])
+        values = np.where(np.asarray(far) <= near_km, values, 0.0)
     total = values.sum(axis=1, keepdims=True)
     weights = np.divide(values, total, out=np.zeros_like(values), where=total > 0)
     w_lat, w_lon = spherical_mean(lat[classes], lon[classes], weights)
@@ -177,6 +189,8 @@ def score(
     top_k: int = 5,
     *,
     region: Any = None,
+    headline: str | None = None,
+    near_km: float | None = None,
 ) -> Score:
     """Accuracy and distance metrics of ``probs`` (N, K) against the truth.
 
@@ -188,7 +202,10 @@ def score(
     ``weighted`` point averages; top-5 accuracy always uses five. With ``region`` (a
     shapely geometry in degrees) each predictor also reports ``inside_region``: the share
     of its predicted points that lie in the region (a point in the sea is a poor answer
-    however close it is).
+    however close it is). ``near_km`` restricts the weighted point as
+    :func:`predicted_points` does. ``headline`` declares the predictor the headline figures use
+    (one chosen before looking at these samples); by default the one with the lower median
+    error here.
     """
     p = _probabilities(probs)
     n, k = p.shape
@@ -201,6 +218,8 @@ def score(
     if not (isinstance(cell_km, (int, float)) and math.isfinite(cell_km) and cell_km > 0):
         raise InputError(f"cell_km must be a positive number; got {cell_km!r}")
 
+    if headline is not None and headline not in PREDICTORS:
+        raise InputError(f"unknown predictor {headline!r}; choose one of {', '.join(PREDICTORS)}")
     top5_classes, top5_probs = _top_k(p, 5)
     pred = top5_classes[:, 0]
     top1 = pred == truth
@@ -210,7 +229,7 @@ def score(
         classes, values = top5_classes, top5_probs
     else:
         classes, values = _top_k(p, top_k)
-    points = _points(classes, values, c_lat, c_lon)
+    points = _points(classes, values, c_lat, c_lon, near_km)
     errors = {name: haversine_km(t_lat, t_lon, *points[name]) for name in PREDICTORS}
     predictors = {name: distance_metrics(errors[name], float(cell_km)) for name in PREDICTORS}
     if region is not None:
@@ -227,7 +246,7 @@ def score(
         "balanced_accuracy": balanced_accuracy(truth, pred),
         "chance_top1": chance_top1(k),
         "predictors": predictors,
-        "headline": choose_headline(predictors),
+        "headline": headline if headline is not None else choose_headline(predictors),
     }
     return Score(
         metrics=metrics,
@@ -368,20 +387,24 @@ def per_cell_table(true_cell: Any, pred_cell: Any, errors_km: Any) -> pd.DataFra
 # -- folds ------------------------------------------------------------------------------
 
 
-def aggregate_folds(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def aggregate_folds(
+    per_fold: Sequence[Mapping[str, Any]], headline: str | None = None
+) -> dict[str, Any]:
     """Mean and standard deviation of every numeric leaf across folds.
 
     Returns ``{"folds": n, "mean": {...}, "std": {...}}`` with the folds' nested layout
     (std with ddof=1 for two or more folds, 0 for one). Non-numeric leaves (such as
     ``headline``) are left out of mean/std; when the folds have ``predictors``, a
-    ``headline`` is chosen again from the mean predictor metrics.
+    ``headline`` is chosen again from the mean predictor metrics, unless one is declared.
     """
     if not per_fold:
         raise InputError("there are no folds to aggregate")
     mean, std = _aggregate([dict(f) for f in per_fold], path="")
     out: dict[str, Any] = {"folds": len(per_fold), "mean": mean, "std": std}
     predictors = mean.get("predictors")
-    if isinstance(predictors, dict) and predictors:
+    if headline is not None:
+        out["headline"] = headline
+    elif isinstance(predictors, dict) and predictors:
         with contextlib.suppress(KeyError):  # folds without median_km/geoscore
             out["headline"] = choose_headline(predictors)
     return out

@@ -104,6 +104,10 @@ class EvalMetrics:
     headline: str
     per_image: Summary
     per_location: Summary
+    #: Where the headline predictor and the checkpoints were chosen: "inner validation
+    #: split", or "test folds" for a run trained before geotag had one (optimistic).
+    headline_chosen_on: str = "test folds"
+    checkpoint_chosen_on: str = "test folds"
 
     def to_json(self) -> dict[str, object]:
         return contracts.to_json(self)

@@ -69,8 +69,11 @@ def run_eval(
     run = open_run(workspace, options.run)
     run.check_version()
     classes = run.classes
-    centre_lat, centre_lon = classes.centres()
     cell_km = run.config.cell_km
+    near_km = m.WEIGHTED_NEAR_CELLS * cell_km
+    # The predicted point was chosen on the inner splits at training time; a run from
+    # before then has none, and the better one here is taken (and said to be).
+    declared = run.config.predictor
     sets = held_out_sets(workspace, run, options.images)
     trained_on = training_sets(workspace, run)
     grid = load_grid(workspace)
@@ -84,6 +87,8 @@ def run_eval(
     unreadable = 0
     for fold, frame in sets.items():
         model = run.build_model(fold)
+        # Each fold answers with the points of its own training images, never the scored ones.
+        centre_lat, centre_lon = run.fold_classes(fold).centres()
         views, frame = group_views(frame, run.views)
         probs, ok = class_probabilities(
             [model], root, views, run.preprocessing, blank=options.mask,
@@ -98,8 +103,9 @@ def run_eval(
         true_class = classes.index_of(frame["cell_id"])
         true_lat, true_lon = frame["lat"].to_numpy(), frame["lon"].to_numpy()
         scored = m.score(
-            probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km, region=region
-        )
+            probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km,
+            region=region, headline=declared, near_km=near_km,
+        )  # fmt: skip
         train = trained_on[fold]
         train_class = classes.index_of(train["cell_id"])
         per_image[str(fold)] = _with_references(
@@ -109,17 +115,17 @@ def run_eval(
         fused, _, first = m.fuse_by_group(probs, frame[GROUP].to_numpy())
         located = m.score(
             fused, true_class[first], true_lat[first], true_lon[first], centre_lat,
-            centre_lon, cell_km, region=region,
+            centre_lon, cell_km, region=region, headline=declared, near_km=near_km,
         )  # fmt: skip
         per_location[str(fold)] = _with_references(
             located, train, train_class, frame["cell_id"].to_numpy()[first], true_class[first],
             true_lat[first], true_lon[first],
         )  # fmt: skip
-        rows.append(_predictions(frame, fold, scored, classes.cell_ids))
+        rows.append(_predictions(frame, fold, scored, classes.cell_ids, declared))
         all_true.append(true_class)
         all_pred.append(probs.argmax(axis=1))
 
-    image_summary = {**m.aggregate_folds(list(per_image.values())), "per_fold": per_image}
+    image_summary = {**m.aggregate_folds(list(per_image.values()), declared), "per_fold": per_image}
     numbers: dict[str, Any] = {
         "run": run.name,
         "model": run.architecture,
@@ -131,11 +137,14 @@ def run_eval(
         "folds": sorted(sets),
         "images": int(sum(len(r) for r in rows)),
         "unreadable": unreadable,
-        # The predicted point to trust: the better of the two on the folds' mean, per image.
         "headline": image_summary["headline"],
+        "headline_chosen_on": "inner validation split" if declared else "test folds",
+        "checkpoint_chosen_on": (
+            "inner validation split" if run.config.selected_on_inner_split else "test folds"
+        ),
         "per_image": image_summary,
         "per_location": {
-            **m.aggregate_folds(list(per_location.values())),
+            **m.aggregate_folds(list(per_location.values()), image_summary["headline"]),
             "per_fold": per_location,
         },
     }
@@ -181,8 +190,10 @@ def _with_references(
 
 
 def _predictions(
-    frame: pd.DataFrame, fold: int, scored: Any, cell_ids: tuple[int, ...]
+    frame: pd.DataFrame, fold: int, scored: Any, cell_ids: tuple[int, ...], headline: str | None
 ) -> pd.DataFrame:
+    """One row per scored sample: its top cells, the headline point (the same predictor in
+    every fold when one was declared) and every predictor's point and error."""
     import numpy as np
     import pandas as pd
 
@@ -190,7 +201,15 @@ def _predictions(
 
     order = scored.top_classes
     ids = np.asarray(cell_ids)
-    best = scored.headline
+    best = headline or scored.headline
+    every = {
+        f"{what}_{name}": values[name]
+        for name in scored.errors_km
+        for what, values in (
+            ("pred_lat", scored.pred_lat), ("pred_lon", scored.pred_lon),
+            ("error_km", scored.errors_km),
+        )
+    }  # fmt: skip
     return pd.DataFrame(
         {
             "path": frame["path"].astype(str),
@@ -205,6 +224,8 @@ def _predictions(
             "pred_lon": scored.pred_lon[best],
             "error_km": scored.errors_km[best],
             "correct": ids[order[:, 0]] == frame["cell_id"].to_numpy(),
+            "predictor": best,
+            **every,
         }
     )
 

@@ -196,7 +196,7 @@ def run_audit(
     root = image_root(workspace, options.images, frame)
     model = run.build_model(fold)
     pre = run.preprocessing
-    classes = run.classes
+    classes = run.fold_classes(fold)
     centre_lat, centre_lon = classes.centres()
     true_class = classes.index_of(frame["cell_id"])
     device = resolve_device(options.device)

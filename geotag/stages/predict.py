@@ -56,10 +56,13 @@ def _true_location(path: Path) -> tuple[float, float] | None:
 
 
 def _headline_predictor(run: Run) -> str:
-    """The predictor the run's evaluation found better; the weighted mean by default."""
+    """The predictor chosen on the run's inner validation splits; for a run trained before
+    those, the one its evaluation found better; the weighted mean by default."""
     from geotag.errors import GeotagError
     from geotag.evaluate.summary import EvalMetrics
 
+    if run.config.predictor is not None:
+        return run.config.predictor
     try:
         headline = EvalMetrics.read(run.metrics_path()).headline
     except GeotagError:  # not evaluated yet, or a damaged metrics.json
@@ -78,7 +81,7 @@ def run_predict(
     import reverse_geocode
 
     from geotag.evaluate.inference import class_probabilities
-    from geotag.evaluate.metrics import predicted_points
+    from geotag.evaluate.metrics import WEIGHTED_NEAR_CELLS, predicted_points
     from geotag.evaluate.prediction import CellGuess, Prediction
     from geotag.geo.distance import haversine_km
     from geotag.images import usable_images
@@ -123,7 +126,8 @@ def run_predict(
         groups = [tuple(usable)]
     predictor = _headline_predictor(run)
     centre_lat, centre_lon = classes.centres()
-    points = predicted_points(probs, centre_lat, centre_lon, top_k=options.top_k)
+    near_km = WEIGHTED_NEAR_CELLS * run.config.cell_km
+    points = predicted_points(probs, centre_lat, centre_lon, top_k=options.top_k, near_km=near_km)
     lat, lon = points[predictor]
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
     predictions = []

@@ -27,12 +27,18 @@ if TYPE_CHECKING:
     import torch
 
     from geotag.train.loop import EpochResult, FoldOutcome
+    from geotag.train.runs import ClassPoints
 
 #: A strong default for a GPU: ConvNeXt-T pretrained on ImageNet-22k transfers well to
 #: scene recognition, runs ~1,000 img/s in AMP on one modern GPU, and as a CNN gives crisp
 #: Grad-CAM maps for the shortcut audit. Tests and the demo pass tiny models instead.
 DEFAULT_MODEL = "convnext_tiny.fb_in22k_ft_in1k"
 SPLITS = ("group", "spatial")
+#: A spatial split's default buffer, in cell sides. A held-out fold's blocks are scattered
+#: over the region, so a buffer of a whole cell side left nothing to train on (every
+#: training image of the 500 km India test grid lay within one side of a held-out block);
+#: a quarter side still removes the images across the street from a held-out block.
+BUFFER_CELL_SIDES = 0.25
 SMOOTHING = ("none", "haversine")
 FUSIONS = ("mean", "concat")
 
@@ -58,6 +64,11 @@ class TrainOptions:
     hflip: bool = False
     label_smoothing: str = "none"
     tau_km: float | None = None  # default: 0.32 cell sides (train.targets.default_tau_km)
+    #: Share of each outer fold's training places set aside to stop, select and calibrate on.
+    val_fraction: float = 0.1
+    #: With ``split="spatial"``: training images this close to a held-out block are left
+    #: out of that fold's training. None: a quarter cell side for a spatial split, else 0.
+    buffer_km: float | None = None
     views: int = 1
     fusion: str = "mean"
     workers: int | None = None
@@ -109,6 +120,10 @@ def _check_options(options: TrainOptions) -> None:
         )
     if o.tau_km is not None and not (math.isfinite(o.tau_km) and o.tau_km > 0):
         raise InputError(f"--tau-km must be positive; got {o.tau_km}")
+    if o.buffer_km is not None and not (math.isfinite(o.buffer_km) and o.buffer_km >= 0):
+        raise InputError(f"--buffer-km must be zero or more; got {o.buffer_km}")
+    if not 0.0 < o.val_fraction <= 0.5:
+        raise InputError(f"--val-fraction must lie in (0, 0.5]; got {o.val_fraction:g}")
     if o.views < 1:
         raise InputError(f"--views must be at least 1; got {o.views}")
     if o.fusion not in FUSIONS:
@@ -142,6 +157,7 @@ def _folds_for(
     run: RunFolder,
     samples_views: list[tuple[str, ...]],
     groups: np.ndarray,
+    labels: np.ndarray,
     options: TrainOptions,
     resume: bool,
 ) -> np.ndarray:
@@ -159,7 +175,7 @@ def _folds_for(
                 f"images.parquet changed since the run started ({exc.args[0]} is new); "
                 "start a new run instead of --resume"
             ) from None
-    return assign_folds(groups, options.folds, seed=options.seed)
+    return assign_folds(groups, options.folds, seed=options.seed, labels=labels)
 
 
 # -- the stage ----------------------------------------------------------------------------
@@ -178,7 +194,7 @@ def run_train(
     from geotag.dataset import GROUP, group_views, read_images
     from geotag.gridfile import load_grid
     from geotag.train import distributed
-    from geotag.train.classes import choose_classes
+    from geotag.train.classes import ClassMap, choose_classes
     from geotag.train.data import check_bad_share, find_bad_images, preprocessing_for
     from geotag.train.model import check_architecture, create_classifier
     from geotag.train.runs import RunConfig, read_config, write_config
@@ -235,26 +251,58 @@ def run_train(
         images = images[classes.index_of(images["cell_id"]) >= 0].reset_index(drop=True)
         views, rows = group_views(images, options.views)
         sample_labels = classes.index_of(rows["cell_id"])
+        sample_cells = rows["cell_id"].to_numpy()
         latlon = rows[["lat", "lon"]].to_numpy(dtype=np.float64)
         # The groups folds are made of, and folds.csv records: places, or spatial blocks.
         groups = _fold_groups(rows[GROUP].to_numpy(), latlon, options.split, grid.cell_km)
-        folds = _folds_for(run, views, groups, options, resume)
+        folds = _folds_for(run, views, groups, sample_labels, options, resume)
 
+        fold_list = list(range(options.folds)) if options.fold == "all" else [int(options.fold)]
+        # Only the images these folds train on are opened: an outer fold stays unread
+        # until eval (which counts its unreadable images itself).
+        trained_on = set(range(options.folds))
+        if len(fold_list) == 1:
+            trained_on -= set(fold_list)
+        used = np.isin(folds, sorted(trained_on))
         progress.start("checking images", None)
-        bad = find_bad_images(workspace.root, sorted({p for v in views for p in v}))
+        bad = find_bad_images(
+            workspace.root, sorted({p for v, u in zip(views, used, strict=True) if u for p in v})
+        )
         check_bad_share(len(bad), len(images))
         if bad:
             notice(f"{len(bad):,} image(s) missing or unreadable, left out (first: {bad[0].path})")
             bad_paths = {b.path for b in bad}
             keep = np.array([not (set(v) & bad_paths) for v in views])
             views = [v for v, k in zip(views, keep, strict=True) if k]
-            sample_labels, latlon, groups, folds = (
+            sample_labels, sample_cells, latlon, groups, folds = (
                 sample_labels[keep],
+                sample_cells[keep],
                 latlon[keep],
                 groups[keep],
                 folds[keep],
             )
-        fold_list = list(range(options.folds)) if options.fold == "all" else [int(options.fold)]
+        samples = _Samples(views, sample_labels, sample_cells, latlon, groups, folds)
+        # Each fold's inner validation split, and the points its classes answer with: the
+        # mean location of their images in the fold's inner training split.
+        buffer_km = options.buffer_km
+        if buffer_km is None:
+            buffer_km = (
+                BUFFER_CELL_SIDES * math.sqrt(cell_area) if options.split == "spatial" else 0.0
+            )
+        splits, buffered = {}, {}
+        for fold in fold_list:
+            splits[fold], buffered[str(fold)] = _split(samples, fold, options, buffer_km)
+            if buffered[str(fold)]:
+                notice(
+                    f"fold {fold}: {buffered[str(fold)]:,} training sample(s) within "
+                    f"{buffer_km:,.0f} km of its held-out blocks left out (--buffer-km)"
+                )
+        fold_points = {
+            str(fold): _points(grid, classes, samples, train_idx)
+            for fold, (train_idx, _) in splits.items()
+        }
+        # For predicting new photos (every fold voting): the points of all the images.
+        points = _points(grid, classes, samples, np.arange(len(views)))
         # The smoothing temperature follows the cells unless the user set one.
         tau_km = options.tau_km if options.tau_km is not None else default_tau_km(cell_area)
         if options.label_smoothing == "haversine" and options.tau_km is not None:
@@ -282,8 +330,12 @@ def run_train(
             views=options.views,
             fusion=options.fusion,
             classes=classes.cell_ids,
-            centre_lat=classes.centre_lat,
-            centre_lon=classes.centre_lon,
+            centre_lat=points.lat,
+            centre_lon=points.lon,
+            fold_points=fold_points,
+            points_from="training images",
+            buffer_km=buffer_km,
+            buffered=buffered,
             preprocessing=pre.to_json(),
             folds=options.folds,
             folds_trained=tuple(fold_list),
@@ -294,6 +346,7 @@ def run_train(
             cell_km=grid.cell_km,
             geotag_version=__version__,
             arguments=contracts.to_json(options),
+            val_fraction=options.val_fraction,
         )
         if ranks.is_main:
             if not resume:
@@ -305,24 +358,14 @@ def run_train(
 
         outcomes = {}
         for fold in fold_list:
+            fold_classes = ClassMap(classes.cell_ids, *fold_points[str(fold)].as_tuples())
             outcomes[fold] = _train_fold(
-                workspace,
-                run,
-                options,
-                fold,
-                classes,
-                pre,
-                views,
-                sample_labels,
-                latlon,
-                folds,
-                device,
-                ranks,
-                progress,
-                on_epoch,
-                resume,
-                tau_km,
-            )
+                workspace, run, options, fold, fold_classes, pre, samples, splits[fold], device,
+                ranks, progress, on_epoch, resume, tau_km, grid.cell_km,
+            )  # fmt: skip
+        if ranks.is_main:
+            write_config(run, replace(config, predictor=_choose_predictor(run, config)))
+        distributed.barrier(ranks)
         return TrainResult(
             name=name,
             folder=run.folder,
@@ -359,18 +402,16 @@ def _train_fold(
     fold: int,
     classes: Any,
     pre: Any,
-    views: list[tuple[str, ...]],
-    labels: np.ndarray,
-    latlon: np.ndarray,
-    folds: np.ndarray,
+    samples: _Samples,
+    split: tuple[np.ndarray, np.ndarray],
     device: torch.device,
     ranks: Any,
     progress: Progress,
     on_epoch: Callable[[EpochResult], None] | None,
     resume: bool,
     tau_km: float,
+    cell_km: float,
 ) -> FoldOutcome:
-    import numpy as np
     import torch
 
     from geotag.train.data import (
@@ -383,10 +424,8 @@ def _train_fold(
     from geotag.train.loop import FoldData, FoldTrainer, LoopSettings
     from geotag.train.model import create_classifier
 
-    train_idx = np.flatnonzero(folds != fold)
-    val_idx = np.flatnonzero(folds == fold)
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise InputError(f"fold {fold} leaves nothing to train or validate on; use fewer --folds")
+    views, labels, latlon = samples.views, samples.labels, samples.latlon
+    train_idx, val_idx = split
     workers = default_workers(device) if options.workers is None else options.workers
     pin = device.type == "cuda"
 
@@ -462,6 +501,7 @@ def _train_fold(
     folder = run.fold_dir(fold)
     if ranks.is_main:
         folder.mkdir(parents=True, exist_ok=True)
+        _write_inner_val(run.inner_val(fold), [views[i] for i in val_idx])
     trainer = FoldTrainer(
         model,
         data,
@@ -483,4 +523,128 @@ def _train_fold(
     )
     if not fresh:
         trainer.resume()
-    return trainer.run(progress, on_epoch)
+    outcome = trainer.run(progress, on_epoch)
+    if ranks.is_main and outcome.best_epoch:
+        _score_predictors(run, workspace.root, fold, options, classes, pre,
+                          [views[i] for i in val_idx], labels[val_idx], latlon[val_idx], device,
+                          workers, progress, cell_km)  # fmt: skip
+    return outcome
+
+
+def _write_inner_val(path: Path, views: list[tuple[str, ...]]) -> None:
+    """The inner validation split's images, so that anyone can check what was chosen on."""
+    from geotag.atomic import write_text
+
+    paths = dict.fromkeys(p for v in views for p in v)
+    write_text(path, "path\n" + "".join(f"{p}\n" for p in paths))
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """What the folds train on: one entry per sample (an image, or a place's V views)."""
+
+    views: list[tuple[str, ...]]
+    labels: np.ndarray  # class index
+    cells: np.ndarray  # cell id
+    latlon: np.ndarray  # (n, 2) true location
+    groups: np.ndarray  # what folds keep together: places, or spatial blocks
+    folds: np.ndarray  # outer fold
+
+
+def _split(
+    samples: _Samples, fold: int, options: TrainOptions, buffer_km: float
+) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """The fold's training samples, split into those it fits on and its inner validation
+    split (whole groups, balanced by cell): the outer fold is eval's alone. Training
+    samples within ``buffer_km`` of the outer fold are left out; how many is returned."""
+    import numpy as np
+
+    from geotag.train.folds import inner_split, within_buffer
+
+    held = samples.folds == fold
+    outer_train = np.flatnonzero(~held)
+    if len(outer_train) == 0 or not held.any():
+        raise InputError(f"fold {fold} leaves nothing to train or validate on; use fewer --folds")
+    near = within_buffer(samples.latlon[outer_train], samples.latlon[held], buffer_km)
+    outer_train = outer_train[~near]
+    if len(outer_train) == 0:
+        raise InputError(
+            f"--buffer-km {buffer_km:g} leaves fold {fold} nothing to train on; lower it"
+        )
+    inner = inner_split(
+        samples.groups[outer_train], samples.labels[outer_train], options.val_fraction,
+        seed=options.seed + fold,
+    )  # fmt: skip
+    return (outer_train[~inner], outer_train[inner]), int(near.sum())
+
+
+def _points(grid: Any, classes: Any, samples: _Samples, index: np.ndarray) -> ClassPoints:
+    from geotag.geo.points import data_points
+    from geotag.train.runs import ClassPoints
+
+    lat, lon = data_points(
+        grid, classes.cell_ids, samples.cells[index], samples.latlon[index, 0],
+        samples.latlon[index, 1],
+    )  # fmt: skip
+    return ClassPoints(tuple(float(v) for v in lat), tuple(float(v) for v in lon))
+
+
+def _score_predictors(
+    run: RunFolder, root: Path, fold: int, options: TrainOptions, classes: Any, pre: Any,
+    views: list[tuple[str, ...]], labels: np.ndarray, latlon: np.ndarray,
+    device: torch.device, workers: int, progress: Progress, cell_km: float,
+) -> None:  # fmt: skip
+    """Score every predicted point of the fold's best checkpoint on its inner validation
+    split, for the run's choice of predictor (never on the outer fold)."""
+    from geotag.evaluate import metrics as m
+    from geotag.evaluate.inference import class_probabilities
+    from geotag.train.checkpoint import load_best
+    from geotag.train.model import create_classifier
+    from geotag.train.runs import InnerScores, write_inner_scores
+
+    model = create_classifier(
+        options.model, len(classes), views=options.views, fusion=options.fusion
+    )
+    load_best(model, run.weights(fold))
+    probs, ok = class_probabilities(
+        [model.eval()], root, views, pre, batch_size=options.batch_size,
+        workers=workers, device=device, progress=progress,
+        task=f"fold {fold}: choosing the predicted point on the inner split",
+    )  # fmt: skip
+    if not ok.any():
+        return
+    centre_lat, centre_lon = classes.centres()
+    scored = m.score(
+        probs[ok], labels[ok], latlon[ok, 0], latlon[ok, 1], centre_lat, centre_lon, cell_km,
+        near_km=m.WEIGHTED_NEAR_CELLS * cell_km,
+    )  # fmt: skip
+    predictors = scored.metrics["predictors"]
+    write_inner_scores(
+        run, fold,
+        InnerScores(
+            images=int(ok.sum()),
+            median_km={name: float(p["median_km"]) for name, p in predictors.items()},
+            geoscore={name: float(p["geoscore"]) for name, p in predictors.items()},
+        ),
+    )  # fmt: skip
+
+
+def _choose_predictor(run: RunFolder, config: Any) -> str | None:
+    """The predicted point with the lower median km on the folds' inner splits (mean over
+    the trained folds; then the higher GeoScore): what predict and eval's headline use."""
+    from geotag.evaluate.metrics import choose_headline
+    from geotag.train.runs import read_inner_scores
+
+    scores = [read_inner_scores(run, fold) for fold in config.folds_trained]
+    found = [s for s in scores if s is not None]
+    if not found:
+        return None
+    names = list(found[0].median_km)
+    means = {
+        name: {
+            "median_km": sum(s.median_km[name] for s in found) / len(found),
+            "geoscore": sum(s.geoscore[name] for s in found) / len(found),
+        }
+        for name in names
+    }
+    return choose_headline(means)

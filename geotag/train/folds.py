@@ -23,33 +23,53 @@ from geotag.errors import DataError, InputError, first_line
 FOLD_COLUMNS = ("path", "group", "fold")
 
 
-def assign_folds(groups: Sequence[str] | np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
+def assign_folds(
+    groups: Sequence[str] | np.ndarray, n_folds: int, seed: int = 0, labels: Any = None
+) -> np.ndarray:
     """The fold (0 .. n_folds-1) of every row; rows of one group always share a fold.
 
-    sklearn's GroupKFold. Where it can shuffle (scikit-learn >= 1.6), the groups are
-    shuffled with ``seed`` and dealt into folds of equal group counts; older versions
-    deal the largest groups first into the lightest fold, the same for every seed.
-    Every fold gets at least one group.
+    With ``labels`` (each row's cell), sklearn's StratifiedGroupKFold, shuffled with
+    ``seed``: every fold gets about its share of every cell that has enough groups, so no
+    fold is missing a common cell. Without, sklearn's GroupKFold: where it can shuffle
+    (scikit-learn >= 1.6), the groups are shuffled with ``seed`` and dealt into folds of
+    equal group counts; older versions deal the largest groups first into the lightest
+    fold, the same for every seed. Every fold gets at least one group.
     """
-    from sklearn.model_selection import GroupKFold
+    import warnings
+
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     if n_folds < 2:
         raise InputError(f"--folds must be at least 2, got {n_folds}")
-    labels = np.asarray(groups).astype(str)
-    if labels.ndim != 1:
-        raise ValueError(f"groups must be one-dimensional, got shape {labels.shape}")
-    distinct = len(np.unique(labels))
+    names = np.asarray(groups).astype(str)
+    if names.ndim != 1:
+        raise ValueError(f"groups must be one-dimensional, got shape {names.shape}")
+    distinct = len(np.unique(names))
     if distinct < n_folds:
         raise InputError(
             f"only {distinct} distinct groups (locations) for {n_folds} folds; "
             "lower --folds or add images from more places"
         )
+    folds = np.full(len(names), -1, dtype=np.int64)
+    if labels is not None:
+        classes = np.asarray(labels)
+        if classes.shape != names.shape:
+            raise ValueError(f"labels must match groups, got {classes.shape} vs {names.shape}")
+        stratified = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            # A cell with fewer groups than folds cannot be balanced; its groups still
+            # land whole in some fold.
+            warnings.simplefilter("ignore", UserWarning)
+            for fold, (_, test) in enumerate(stratified.split(names, classes, groups=names)):
+                folds[test] = fold
+        if len(np.unique(folds)) == n_folds:
+            return folds
+        folds[:] = -1  # a fold came out empty: deal the groups evenly instead
     if _group_kfold_shuffles():
         splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     else:
         splitter = GroupKFold(n_splits=n_folds)
-    folds = np.full(len(labels), -1, dtype=np.int64)
-    for fold, (_, test) in enumerate(splitter.split(labels, groups=labels)):
+    for fold, (_, test) in enumerate(splitter.split(names, groups=names)):
         folds[test] = fold
     return folds
 
@@ -59,6 +79,56 @@ def _group_kfold_shuffles() -> bool:
     from sklearn.model_selection import GroupKFold
 
     return "shuffle" in inspect.signature(GroupKFold).parameters
+
+
+def inner_split(groups: Any, labels: Any, fraction: float, seed: int = 0) -> np.ndarray:
+    """Which of one outer fold's training samples form its inner validation split (True).
+
+    Whole groups (places, or spatial blocks) go to one side, about ``fraction`` of them,
+    balanced by label (the cell) where scikit-learn's StratifiedGroupKFold can: this is
+    the split that early stopping, the best checkpoint and the predictor are chosen on,
+    so the outer fold stays for ``eval`` alone.
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0.0 < fraction <= 0.5:
+        raise InputError(f"--val-fraction must lie in (0, 0.5]; got {fraction:g}")
+    names = np.asarray(groups).astype(str)
+    classes = np.asarray(labels)
+    splits = max(2, round(1.0 / fraction))
+    distinct = len(np.unique(names))
+    if distinct < splits:
+        raise InputError(
+            f"only {distinct} places to train on: too few to set {fraction:.0%} of them "
+            "aside for validation; collect more images, lower --folds or raise --val-fraction"
+        )
+    splitter = StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # "The least populated class has only 1 member": such a cell simply cannot be
+        # balanced, and its group lands on one side as a group must.
+        warnings.simplefilter("ignore", UserWarning)
+        _, held = next(splitter.split(names, classes, groups=names))
+    chosen = np.zeros(len(names), dtype=bool)
+    chosen[held] = True
+    return chosen
+
+
+def within_buffer(points: Any, held: Any, buffer_km: float) -> np.ndarray:
+    """Which ``points`` (n, 2: lat, lon) lie within ``buffer_km`` of any ``held`` point:
+    training images that near a held-out block share its streets, and are left out of
+    training so that a spatial split measures what it claims to."""
+    from sklearn.neighbors import BallTree
+
+    from geotag.geo.distance import EARTH_RADIUS_M
+
+    points, held = np.asarray(points, dtype=float), np.asarray(held, dtype=float)
+    if buffer_km <= 0 or len(points) == 0 or len(held) == 0:
+        return np.zeros(len(points), dtype=bool)
+    tree = BallTree(np.radians(held), metric="haversine")
+    radius = buffer_km * 1000.0 / EARTH_RADIUS_M
+    return tree.query_radius(np.radians(points), r=radius, count_only=True) > 0
 
 
 # -- spatial blocks ----------------------------------------------------------------------

@@ -44,6 +44,8 @@ class LoopSettings:
     patience: int | None = None  # epochs without a better val_top1 before stopping
     label_smoothing: str = "none"  # or "haversine"
     tau_km: float = 75.0
+    #: Where the validation columns of history.csv come from, written beside them.
+    val_split: str = "inner"
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,9 @@ class FoldTrainer:
             self.outcome.history.append(result.history_row())
             if self.ranks.is_main:
                 self._save_last(epoch + 1)
-                write_history(self.folder / "history.csv", self.outcome.history)
+                write_history(
+                    self.folder / "history.csv", self.outcome.history, self.settings.val_split
+                )
             distributed.barrier(self.ranks)
             if on_epoch is not None:
                 on_epoch(result)
@@ -322,11 +326,14 @@ class FoldTrainer:
         return images
 
 
-def write_history(path: Path, rows: list[dict[str, float]]) -> None:
+def write_history(path: Path, rows: list[dict[str, float]], val_split: str = "inner") -> None:
+    """history.csv: one row per epoch; ``val_split`` says which images the ``val_*``
+    columns were measured on (``inner``: the fold's inner validation split)."""
     from geotag.atomic import atomic_path
 
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(HISTORY_COLUMNS))
+        writer = csv.DictWriter(handle, fieldnames=[*HISTORY_COLUMNS, "val_split"])
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in row.items()})
+            values = {k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in row.items()}
+            writer.writerow({**values, "val_split": val_split})

@@ -24,12 +24,25 @@ if TYPE_CHECKING:
 
 @contracts.contract
 @dataclass(frozen=True)
+class ClassPoints:
+    """The point each class answers with, in class order (degrees)."""
+
+    lat: tuple[float, ...]
+    lon: tuple[float, ...]
+
+    def as_tuples(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.lat, self.lon
+
+
+@contracts.contract
+@dataclass(frozen=True)
 class RunConfig:
     """``runs/<name>/config.json``: what a run is, for every stage that reads it."""
 
     model: str  # the timm architecture
     classes: tuple[int, ...]  # class index -> cell id
-    centre_lat: tuple[float, ...]  # each class's cell centre
+    #: Each class's point for predicting new photos (see ``points_from``).
+    centre_lat: tuple[float, ...]
     centre_lon: tuple[float, ...]
     preprocessing: dict[str, Any]  # Preprocessing.to_json()
     views: int = 1
@@ -44,6 +57,47 @@ class RunConfig:
     geotag_version: str = "0"
     #: The training options as given (TrainOptions' fields): what ``--resume`` restarts with.
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: Share of each fold's training places that early stopping, the best checkpoint and
+    #: the predictor were chosen on. None: a run from before the inner split, whose
+    #: checkpoints were picked on the very folds eval scores.
+    val_fraction: float | None = None
+    #: The predicted point (``top_cell``, ``weighted``) chosen on the inner splits.
+    predictor: str | None = None
+    #: "training images": a class's point is where its training images are (geo.points);
+    #: "grid centroids" for a run from before, which answered with the cells' centroids.
+    points_from: str = "grid centroids"
+    #: Per trained fold, its classes' points from that fold's inner training split only:
+    #: what eval scores the fold with and its label smoothing used.
+    fold_points: dict[str, ClassPoints] = field(default_factory=dict)
+    #: Training samples this close to a fold's held-out samples were left out of it, and
+    #: how many per fold (a spatial split's buffer).
+    buffer_km: float = 0.0
+    buffered: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def selected_on_inner_split(self) -> bool:
+        return self.val_fraction is not None
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class InnerScores:
+    """``fold-<k>/inner_scores.json``: each predictor on the fold's inner validation split."""
+
+    images: int
+    median_km: dict[str, float]
+    geoscore: dict[str, float]
+
+
+def write_inner_scores(run: RunFolder, fold: int, scores: InnerScores) -> None:
+    from geotag.atomic import write_text
+
+    write_text(run.inner_scores(fold), contracts.dumps(scores))
+
+
+def read_inner_scores(run: RunFolder, fold: int) -> InnerScores | None:
+    path = run.inner_scores(fold)
+    return contracts.read(InnerScores, path) if path.is_file() else None
 
 
 def write_config(run: RunFolder, config: RunConfig) -> None:
@@ -67,9 +121,21 @@ class Run(RunFolder):
 
     @property
     def classes(self) -> ClassMap:
+        """The classes with the points new photos are answered with."""
         from geotag.train.classes import ClassMap
 
         return ClassMap.from_config(self.config)
+
+    def fold_classes(self, fold: int) -> ClassMap:
+        """The classes with the points fold ``fold`` was trained and is scored with."""
+        from geotag.train.classes import ClassMap
+
+        points = self.config.fold_points.get(str(fold))
+        if points is None:
+            return self.classes
+        if len(points.lat) != len(self.config.classes) or len(points.lon) != len(points.lat):
+            raise DataError(f"config.json's points of fold {fold} do not match its classes")
+        return ClassMap(self.config.classes, points.lat, points.lon)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -185,3 +185,34 @@ def test_eval_reports_baselines_points_in_region_and_unseen_cells(
     total = sum(int(s.unseen_cell or 0) for s in result.metrics.per_image.per_fold.values())
     said = " ".join(cli.output.split())
     assert f"{total:,} held-out image(s) are in cells with no training image" in said
+
+
+def test_the_headline_predictor_is_the_one_chosen_in_training(trained_ws: Workspace) -> None:
+    from geotag.train.runs import open_run
+
+    declared = open_run(trained_ws, "tiny").config.predictor
+    assert declared in ("top_cell", "weighted")
+    result = run_eval(trained_ws, OPTIONS)
+    assert result.metrics.headline == declared
+    assert result.metrics.headline_chosen_on == "inner validation split"
+    assert result.metrics.checkpoint_chosen_on == "inner validation split"
+    assert {f.headline for f in result.metrics.per_image.per_fold.values()} == {declared}
+    predictions = pd.read_parquet(result.folder / "predictions.parquet")
+    assert (predictions["predictor"] == declared).all()
+    for name in ("top_cell", "weighted"):
+        assert {f"pred_lat_{name}", f"pred_lon_{name}", f"error_km_{name}"} <= set(predictions)
+    np.testing.assert_array_equal(predictions["error_km"], predictions[f"error_km_{declared}"])
+
+
+def test_a_run_from_before_the_inner_split_is_flagged(trained_ws: Workspace) -> None:
+    config_path = trained_ws.run_dir("tiny") / "config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("val_fraction", "predictor"):
+        config.pop(key)
+    config_path.write_text(json.dumps(config))
+    result = run_eval(trained_ws, OPTIONS)
+    assert result.metrics.checkpoint_chosen_on == "test folds"
+    assert result.metrics.headline_chosen_on == "test folds"
+    cli = CliRunner().invoke(app, ["eval", "-w", str(trained_ws.root), *CLI_KW])
+    assert cli.exit_code == 0, cli.output
+    assert "these figures are optimistic" in " ".join(cli.output.split())

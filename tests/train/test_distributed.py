@@ -33,9 +33,8 @@ def test_torchrun_two_processes_train_one_run(train_ws: Workspace) -> None:
     assert [p.name for p in train_ws.runs_dir.iterdir()] == ["ddp"]
     rows = pd.read_csv(train_ws.run_dir("ddp") / "fold-0" / "history.csv")
     assert rows["epoch"].tolist() == [1, 2]
-    # Validation metrics are reduced over both ranks: every held-out image counted once.
-    folds = pd.read_csv(train_ws.run_dir("ddp") / "folds.csv")
-    held_out = int((folds["fold"] == 0).sum())
+    # Validation metrics are reduced over both ranks: every inner-split image counted once.
+    held_out = len(pd.read_csv(train_ws.run_folder("ddp").inner_val(0)))
     assert all(0 <= v <= 1 for v in rows["val_top1"])
     correct = rows["val_top1"] * held_out  # history keeps 6 significant digits
     assert ((correct - correct.round()).abs() < 0.01).all()

@@ -161,3 +161,54 @@ def test_binary_garbage_and_missing_folds_csv(tmp_path: Path) -> None:
         read_folds(garbage)
     with pytest.raises(DataError, match="is missing"):
         read_folds(tmp_path / "nope.csv")
+
+
+def test_inner_split_keeps_groups_whole_and_balances_cells() -> None:
+    from geotag.train.folds import inner_split
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"g{i}" for i in range(200)], 2)  # two headings per place
+    labels = np.repeat(rng.integers(0, 5, size=200), 2)
+    inner = inner_split(groups, labels, 0.1, seed=3)
+    assert 0.07 < inner.mean() < 0.13
+    held = set(groups[inner])
+    assert not held & set(groups[~inner])  # no place on both sides
+    for label in range(5):  # every cell is in the inner split, near its share
+        share = inner[labels == label].mean()
+        assert 0.03 < share < 0.2
+    assert (inner_split(groups, labels, 0.1, seed=3) == inner).all()
+    assert not (inner_split(groups, labels, 0.1, seed=4) == inner).all()
+
+
+def test_inner_split_refuses_too_few_places_or_a_bad_fraction() -> None:
+    from geotag.train.folds import inner_split
+
+    with pytest.raises(InputError, match="only 5 places to train on"):
+        inner_split(["a", "b", "c", "d", "e"], [0, 1, 0, 1, 0], 0.1)
+    with pytest.raises(InputError, match="--val-fraction must lie in"):
+        inner_split(["a"] * 4, [0] * 4, 0.0)
+
+
+def test_folds_balance_cells_when_labels_are_given() -> None:
+    rng = np.random.default_rng(0)
+    places = np.array([f"p{i}" for i in range(600)])
+    cells = rng.choice(6, size=600, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05])
+    groups, labels = np.repeat(places, 2), np.repeat(cells, 2)
+    folds = assign_folds(groups, 5, seed=0, labels=labels)
+    frame = pd.DataFrame({"group": groups, "fold": folds, "cell": labels})
+    assert (frame.groupby("group")["fold"].nunique() == 1).all()
+    share = frame.groupby("fold")["cell"].value_counts(normalize=True).unstack(fill_value=0)
+    overall = frame["cell"].value_counts(normalize=True)
+    assert (share.sub(overall, axis=1).abs() <= 0.3 * overall).all().all()
+    plain = assign_folds(groups, 5, seed=0)
+    assert len(np.unique(plain)) == 5  # without labels: GroupKFold, as before
+
+
+def test_within_buffer_finds_points_near_any_held_out_point() -> None:
+    from geotag.train.folds import within_buffer
+
+    held = np.array([[0.0, 0.0], [10.0, 10.0]])
+    points = np.array([[0.0, 0.5], [0.0, 1.5], [10.0, 10.4], [5.0, 5.0]])  # 56, 167, 44 km
+    assert within_buffer(points, held, 100.0).tolist() == [True, False, True, False]
+    assert not within_buffer(points, held, 0.0).any()
+    assert within_buffer(points[:0], held, 100.0).shape == (0,)

@@ -43,8 +43,9 @@ def test_learns_beyond_chance_on_held_out_panoramas(train_ws: Workspace) -> None
     rows = history(train_ws, "learn")
     assert list(rows.columns) == [
         "epoch", "train_loss", "val_loss", "val_top1", "val_top5", "val_median_km", "lr",
-        "images_per_s",
+        "images_per_s", "val_split",
     ]  # fmt: skip
+    assert (rows["val_split"] == "inner").all()  # validation is never the outer fold
     assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0]
     chance = 1 / result.classes
     assert result.classes >= 15
@@ -70,8 +71,10 @@ def test_spatial_split_keeps_neighbours_together(train_ws: Workspace) -> None:
     folds = pd.read_csv(train_ws.run_dir("spatial") / "folds.csv")
     images = pd.read_parquet(train_ws.images_parquet).merge(folds, on="path")
     rounded = images.assign(lat=images["lat"].round(1), lon=images["lon"].round(1))
-    # Panoramas within ~10 km of each other share a block, so they share a fold.
-    assert (rounded.groupby(["lat", "lon"])["fold"].nunique() == 1).all()
+    # The panoramas of one block share a fold; so do panoramas within ~10 km of each other,
+    # but for the few astride a block's edge, which the buffer keeps out of training.
+    assert (images.groupby("group_y")["fold"].nunique() == 1).all()
+    assert (rounded.groupby(["lat", "lon"])["fold"].nunique() == 1).mean() > 0.98
     assert images["group_y"].nunique() < images["pano_id"].nunique()
 
 
@@ -253,3 +256,81 @@ def test_patience_stops_a_run_that_no_longer_improves(tmp_path: Path) -> None:
     assert outcome.stopped_early and outcome.best_epoch == 2
     assert [row["val_top1"] for row in outcome.history] == [0.1, 0.3, 0.2, 0.3]
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_the_outer_fold_is_never_opened_while_training(
+    train_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    opened: list[str] = []
+    original = Image.open
+
+    def recording_open(fp, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(fp))
+        return original(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", recording_open)
+    run_train(train_ws, replace(TINY, name="sealed", fold="1", epochs=2))
+    folds = pd.read_csv(train_ws.run_dir("sealed") / "folds.csv")
+    outer = {str(train_ws.root / p) for p in folds.loc[folds["fold"] == 1, "path"]}
+    inner_and_train = {str(train_ws.root / p) for p in folds.loc[folds["fold"] != 1, "path"]}
+    assert opened, "the recorder saw the training images"
+    assert set(opened) <= inner_and_train
+    assert not outer & set(opened)
+
+
+def test_choices_made_in_training_ignore_the_outer_folds_labels(train_ws: Workspace) -> None:
+    options = replace(TINY, fold="0", epochs=3, patience=2)
+    run_train(train_ws, replace(options, name="plain"))
+    folds = pd.read_csv(train_ws.run_dir("plain") / "folds.csv")
+    outer = set(folds.loc[folds["fold"] == 0, "path"])
+    # Scramble where the outer fold's photos were taken. Folds are stratified by cell, so
+    # the cells define the split itself and stay; every location moves (a permutation
+    # within the fold): nothing chosen in training may change.
+    images = pd.read_parquet(train_ws.images_parquet)
+    rows = images.index[images["path"].isin(outer)]
+    order = np.random.default_rng(1).permutation(rows)
+    assert (images.loc[rows, "lat"].to_numpy() != images.loc[order, "lat"].to_numpy()).mean() > 0.9
+    for column in ("lat", "lon"):
+        images.loc[rows, column] = images.loc[order, column].to_numpy()
+    images.to_parquet(train_ws.images_parquet)
+    run_train(train_ws, replace(options, name="scrambled"))
+    plain, scrambled = open_run(train_ws, "plain"), open_run(train_ws, "scrambled")
+    assert plain.config.predictor is not None
+    assert plain.config.predictor == scrambled.config.predictor
+    pd.testing.assert_frame_equal(
+        history(train_ws, "plain").drop(columns="images_per_s"),
+        history(train_ws, "scrambled").drop(columns="images_per_s"),
+    )
+    from safetensors.torch import load_file
+
+    best, best_scrambled = load_file(plain.weights(0)), load_file(scrambled.weights(0))
+    assert best.keys() == best_scrambled.keys()
+    assert all(torch.equal(best[k], best_scrambled[k]) for k in best)
+    inner = json.loads(plain.inner_scores(0).read_text())
+    assert set(inner["median_km"]) == {"top_cell", "weighted"} and inner["images"] > 0
+
+
+def test_a_spatial_split_leaves_out_training_images_near_the_held_out_blocks(
+    train_ws: Workspace,
+) -> None:
+    from geotag.geo.distance import haversine_km
+
+    run_train(train_ws, replace(TINY, name="buffered", split="spatial", fold="2"))
+    run = open_run(train_ws, "buffered")
+    buffer_km = run.config.buffer_km
+    side = train_ws.stage_settings("grid")["cell_area_km2"] ** 0.5
+    assert buffer_km == pytest.approx(0.25 * side)
+    folds = pd.read_csv(run.folds_path).merge(
+        pd.read_parquet(train_ws.images_parquet)[["path", "lat", "lon"]], on="path"
+    )
+    held = folds[folds["fold"] == 2]
+    others = folds[folds["fold"] != 2]
+    lat, lon = others["lat"].to_numpy()[:, None], others["lon"].to_numpy()[:, None]
+    distances = haversine_km(lat, lon, held["lat"].to_numpy()[None], held["lon"].to_numpy()[None])
+    nearest = distances.min(axis=1)
+    assert run.config.buffered["2"] == int((nearest <= buffer_km).sum()) > 0
+    # Nothing the fold was validated on lies inside the buffer either.
+    inner = set(pd.read_csv(run.inner_val(2))["path"])
+    assert all(d > buffer_km for p, d in zip(others["path"], nearest, strict=True) if p in inner)
