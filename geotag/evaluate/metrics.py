@@ -144,18 +144,25 @@ _top_k = top_k  # the functions below take a ``top_k`` parameter that shadows th
 
 
 def predicted_points(
-    probs: Any, centre_lat: Any, centre_lon: Any, top_k: int = 5, near_km: float | None = None
+    probs: Any,
+    centre_lat: Any,
+    centre_lon: Any,
+    top_k: int = 5,
+    near_km: float | None = None,
+    region: Any = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"top_cell": (lat, lon), "weighted": (lat, lon)}``, arrays of shape (N,).
 
     ``top_cell`` is the most probable cell's centre; ``weighted`` the spherical mean of the
     ``top_k`` most probable centres, weighted by their probabilities renormalised to sum 1.
     With ``near_km`` only the centres within that distance of the top cell's take part, so
-    two likely cells on opposite coasts never average into the sea between them.
+    two likely cells on opposite coasts never average into the sea between them; with
+    ``region`` (a shapely geometry in degrees) a weighted point that still falls outside it
+    (between two points of a curved coast) is the top cell's point instead.
     """
     classes, values = _top_k(probs, top_k)
     centres = _centres(centre_lat, centre_lon, np.shape(probs)[1])
-    return _points(classes, values, *centres, near_km=near_km)
+    return _points(classes, values, *centres, near_km=near_km, region=region)
 
 
 def _points(
@@ -164,6 +171,7 @@ def _points(
     lat: np.ndarray,
     lon: np.ndarray,
     near_km: float | None = None,
+    region: Any = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     top = classes[:, 0]
     if near_km is not None:
@@ -172,6 +180,12 @@ def _points(
     total = values.sum(axis=1, keepdims=True)
     weights = np.divide(values, total, out=np.zeros_like(values), where=total > 0)
     w_lat, w_lon = spherical_mean(lat[classes], lon[classes], weights)
+    if region is not None:
+        import shapely
+
+        shapely.prepare(region)
+        outside = ~shapely.intersects_xy(region, w_lon, w_lat)
+        w_lat, w_lon = np.where(outside, lat[top], w_lat), np.where(outside, lon[top], w_lon)
     return {"top_cell": (lat[top], lon[top]), "weighted": (w_lat, w_lon)}
 
 
@@ -202,9 +216,10 @@ def score(
     ``weighted`` point averages; top-5 accuracy always uses five. With ``region`` (a
     shapely geometry in degrees) each predictor also reports ``inside_region``: the share
     of its predicted points that lie in the region (a point in the sea is a poor answer
-    however close it is). ``near_km`` restricts the weighted point as
-    :func:`predicted_points` does. ``headline`` declares the predictor the headline figures use
-    (one chosen before looking at these samples); by default the one with the lower median
+    however close it is), and a weighted point outside it is the top cell's point.
+    ``near_km`` restricts the weighted point as :func:`predicted_points` does.
+    ``headline`` declares the predictor the headline figures use (one chosen before
+    looking at these samples); by default the one with the lower median
     error here.
     """
     p = _probabilities(probs)
@@ -229,7 +244,7 @@ def score(
         classes, values = top5_classes, top5_probs
     else:
         classes, values = _top_k(p, top_k)
-    points = _points(classes, values, c_lat, c_lon, near_km)
+    points = _points(classes, values, c_lat, c_lon, near_km, region)
     errors = {name: haversine_km(t_lat, t_lon, *points[name]) for name in PREDICTORS}
     predictors = {name: distance_metrics(errors[name], float(cell_km)) for name in PREDICTORS}
     if region is not None:

@@ -84,6 +84,7 @@ def run_predict(
     from geotag.evaluate.metrics import WEIGHTED_NEAR_CELLS, predicted_points
     from geotag.evaluate.prediction import CellGuess, Prediction
     from geotag.geo.distance import haversine_km
+    from geotag.gridfile import load_grid
     from geotag.images import usable_images
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
@@ -127,7 +128,10 @@ def run_predict(
     predictor = _headline_predictor(run)
     centre_lat, centre_lon = classes.centres()
     near_km = WEIGHTED_NEAR_CELLS * run.config.cell_km
-    points = predicted_points(probs, centre_lat, centre_lon, top_k=options.top_k, near_km=near_km)
+    region = load_grid(workspace).region.geometry if workspace.grid_parquet.exists() else None
+    points = predicted_points(
+        probs, centre_lat, centre_lon, top_k=options.top_k, near_km=near_km, region=region
+    )
     lat, lon = points[predictor]
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
     predictions = []

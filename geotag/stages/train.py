@@ -215,9 +215,13 @@ def run_train(
         run = workspace.run_folder(options.name)
         if not run.folder.is_dir():
             raise InputError(f"no run named {options.name!r} to resume in {workspace.runs_dir}")
-        saved = contracts.parse(
-            TrainOptions, read_config(run).arguments, f"{run.config_path} (arguments)"
-        )
+        earlier = read_config(run)
+        if not earlier.selected_on_inner_split:
+            raise InputError(
+                f"run {options.name!r} was started before geotag chose its epochs on an inner "
+                "validation split, and cannot go on the new way; train a new run"
+            )
+        saved = contracts.parse(TrainOptions, earlier.arguments, f"{run.config_path} (arguments)")
         # The run continues as it started; only where it runs may change.
         options = replace(
             saved,
@@ -361,7 +365,7 @@ def run_train(
             fold_classes = ClassMap(classes.cell_ids, *fold_points[str(fold)].as_tuples())
             outcomes[fold] = _train_fold(
                 workspace, run, options, fold, fold_classes, pre, samples, splits[fold], device,
-                ranks, progress, on_epoch, resume, tau_km, grid.cell_km,
+                ranks, progress, on_epoch, resume, tau_km, grid.cell_km, grid.region.geometry,
             )  # fmt: skip
         if ranks.is_main:
             write_config(run, replace(config, predictor=_choose_predictor(run, config)))
@@ -411,6 +415,7 @@ def _train_fold(
     resume: bool,
     tau_km: float,
     cell_km: float,
+    region: Any,
 ) -> FoldOutcome:
     import torch
 
@@ -527,7 +532,7 @@ def _train_fold(
     if ranks.is_main and outcome.best_epoch:
         _score_predictors(run, workspace.root, fold, options, classes, pre,
                           [views[i] for i in val_idx], labels[val_idx], latlon[val_idx], device,
-                          workers, progress, cell_km)  # fmt: skip
+                          workers, progress, cell_km, region)  # fmt: skip
     return outcome
 
 
@@ -592,7 +597,7 @@ def _points(grid: Any, classes: Any, samples: _Samples, index: np.ndarray) -> Cl
 def _score_predictors(
     run: RunFolder, root: Path, fold: int, options: TrainOptions, classes: Any, pre: Any,
     views: list[tuple[str, ...]], labels: np.ndarray, latlon: np.ndarray,
-    device: torch.device, workers: int, progress: Progress, cell_km: float,
+    device: torch.device, workers: int, progress: Progress, cell_km: float, region: Any,
 ) -> None:  # fmt: skip
     """Score every predicted point of the fold's best checkpoint on its inner validation
     split, for the run's choice of predictor (never on the outer fold)."""
@@ -616,7 +621,7 @@ def _score_predictors(
     centre_lat, centre_lon = classes.centres()
     scored = m.score(
         probs[ok], labels[ok], latlon[ok, 0], latlon[ok, 1], centre_lat, centre_lon, cell_km,
-        near_km=m.WEIGHTED_NEAR_CELLS * cell_km,
+        near_km=m.WEIGHTED_NEAR_CELLS * cell_km, region=region,
     )  # fmt: skip
     predictors = scored.metrics["predictors"]
     write_inner_scores(

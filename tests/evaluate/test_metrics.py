@@ -320,3 +320,21 @@ def test_score_reports_the_share_of_predicted_points_inside_the_region() -> None
     plain = score(probs, np.array([0, 1, 0]), np.full(3, 5.0), np.full(3, 5.0), centre_lat,
                   centre_lon, 100.0)  # fmt: skip
     assert "inside_region" not in plain.metrics["predictors"]["weighted"]
+
+
+def test_the_weighted_point_keeps_to_cells_near_the_top_one_and_to_the_region() -> None:
+    import shapely
+
+    from geotag.evaluate.metrics import predicted_points
+
+    # Two likely cells on opposite coasts, 20 degrees apart, and a close neighbour.
+    lat, lon = np.array([0.0, 0.0, 0.0]), np.array([0.0, 20.0, 1.0])
+    probs = np.array([[0.45, 0.40, 0.15]])
+    anywhere = predicted_points(probs, lat, lon, top_k=3)["weighted"]
+    assert 8.0 < float(anywhere[1][0]) < 11.0  # averaged into the middle
+    near = predicted_points(probs, lat, lon, top_k=3, near_km=500.0)["weighted"]
+    assert 0.0 < float(near[1][0]) < 1.0  # only the top cell and its neighbour
+    # A region the averaged point falls outside of: the top cell's point instead.
+    region = shapely.union(shapely.box(-1, -1, 0.2, 1), shapely.box(19, -1, 21, 1))
+    kept = predicted_points(probs, lat, lon, top_k=3, region=region)["weighted"]
+    assert (float(kept[0][0]), float(kept[1][0])) == (0.0, 0.0)

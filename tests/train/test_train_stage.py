@@ -97,6 +97,14 @@ def test_resume_ends_where_an_uninterrupted_run_ends(train_ws: Workspace) -> Non
     straight = open_run(train_ws, "straight").build_model(0).state_dict()
     halted = open_run(train_ws, "halted").build_model(0).state_dict()
     assert all(torch.equal(straight[k], halted[k]) for k in straight)
+    assert open_run(train_ws, "halted").config.predictor is not None
+    # A run started before the inner validation split cannot go on the new way.
+    config_path = train_ws.run_dir("halted") / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["val_fraction"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(InputError, match="started before geotag chose its epochs"):
+        run_train(train_ws, replace(TINY, name="halted", resume=True))
 
 
 def test_checkpoint_round_trip_and_safe_loading(train_ws: Workspace) -> None:
