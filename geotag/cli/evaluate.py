@@ -162,7 +162,8 @@ def _print_metrics(metrics: EvalMetrics) -> None:
     if unseen:
         warn(
             f"{unseen:,} held-out image(s) are in cells with no training image in their fold: "
-            f"no model can place them; top-1 without them {mean.top1_seen or 0:.1%}."
+            f"no model can place them; without them top-1 is {mean.top1_seen or 0:.1%}, "
+            f"median {mean.median_km_seen or 0:,.0f} km."
         )
 
 

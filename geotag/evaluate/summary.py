@@ -55,8 +55,9 @@ class Scores:
     baselines: Baselines | None = field(default=None, kw_only=True)
     #: Scored samples whose cell had no training image in this fold: guaranteed misses.
     unseen_cell: int | float | None = field(default=None, kw_only=True)
-    #: Top-1 over the other samples.
+    #: Top-1, and the headline predictor's median km, over the other samples.
     top1_seen: float | None = field(default=None, kw_only=True)
+    median_km_seen: float | None = field(default=None, kw_only=True)
 
     def distance(self, predictor: str, figure: str) -> float:
         """One distance figure of one predictor, e.g. ``("weighted", "median_km")``."""

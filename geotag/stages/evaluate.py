@@ -171,13 +171,14 @@ def _with_references(
 ) -> dict[str, Any]:
     """``scored.metrics`` with what the model must beat and what it cannot know: the
     baselines from this fold's training images, and the scored samples whose cell has no
-    training image (counted; top-1 also given without them)."""
+    training image (counted; top-1 and the headline's median km also given without them)."""
     import numpy as np
 
     from geotag.evaluate.baselines import baselines
 
     seen = np.isin(true_cell, train["cell_id"].to_numpy())
     hits = scored.pred_class[seen] == true_class[seen]
+    errors = scored.errors_km[scored.headline][seen]
     return {
         **scored.metrics,
         "baselines": baselines(
@@ -186,6 +187,7 @@ def _with_references(
         ),
         "unseen_cell": int((~seen).sum()),
         "top1_seen": float(hits.mean()) if len(hits) else 0.0,
+        "median_km_seen": float(np.median(errors)) if len(errors) else 0.0,
     }  # fmt: skip
 
 

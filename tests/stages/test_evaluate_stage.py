@@ -173,6 +173,7 @@ def test_eval_reports_baselines_points_in_region_and_unseen_cells(
         rows = predictions[predictions["fold"] == int(fold)]
         seen_rows = rows[rows["true_cell"].isin(trained_cells)]
         assert scores.top1_seen == pytest.approx(seen_rows["correct"].mean())
+        assert scores.median_km_seen == pytest.approx(seen_rows["error_km"].median())
         assert scores.baselines is not None
         assert 0.0 <= scores.baselines.majority_top1 <= 1.0
         assert scores.baselines.mean_location_median_km > 0
