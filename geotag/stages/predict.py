@@ -19,6 +19,7 @@ from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
     from geotag.evaluate.prediction import Prediction
+    from geotag.geo.grid import Grid
     from geotag.train.runs import Run
 
 
@@ -128,7 +129,8 @@ def run_predict(
     predictor = _headline_predictor(run)
     centre_lat, centre_lon = classes.centres()
     near_km = WEIGHTED_NEAR_CELLS * run.config.cell_km
-    region = load_grid(workspace).region.geometry if workspace.grid_parquet.exists() else None
+    grid = load_grid(workspace) if workspace.grid_parquet.exists() else None
+    region = grid.region.geometry if grid is not None else None
     points = predicted_points(
         probs, centre_lat, centre_lon, top_k=options.top_k, near_km=near_km, region=region
     )
@@ -161,17 +163,16 @@ def run_predict(
             )
         )
     if options.map is not None:
-        _draw_map(workspace, predictions[0], options.map)
+        _draw_map(workspace, grid or load_grid(workspace), predictions[0], options.map)
     return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map)
 
 
-def _draw_map(workspace: Workspace, prediction: Prediction, path: Path) -> None:
+def _draw_map(workspace: Workspace, grid: Grid, prediction: Prediction, path: Path) -> None:
     import geopandas as gpd
 
-    from geotag.gridfile import load_grid
     from geotag.report.prediction import plot_prediction
 
     region = (
         gpd.read_parquet(workspace.region_parquet) if workspace.region_parquet.exists() else None
     )
-    plot_prediction(load_grid(workspace).cells, region, prediction, path)
+    plot_prediction(grid.cells, region, prediction, path)

@@ -603,16 +603,11 @@ def _score_predictors(
     split, for the run's choice of predictor (never on the outer fold)."""
     from geotag.evaluate import metrics as m
     from geotag.evaluate.inference import class_probabilities
-    from geotag.train.checkpoint import load_best
-    from geotag.train.model import create_classifier
-    from geotag.train.runs import InnerScores, write_inner_scores
+    from geotag.train.runs import InnerScores, Run, read_config, write_inner_scores
 
-    model = create_classifier(
-        options.model, len(classes), views=options.views, fusion=options.fusion
-    )
-    load_best(model, run.weights(fold))
+    model = Run(run.folder, config=read_config(run)).build_model(fold)
     probs, ok = class_probabilities(
-        [model.eval()], root, views, pre, batch_size=options.batch_size,
+        [model], root, views, pre, batch_size=options.batch_size,
         workers=workers, device=device, progress=progress,
         task=f"fold {fold}: choosing the predicted point on the inner split",
     )  # fmt: skip
