@@ -46,7 +46,9 @@ FAST = DemoSize(cell_km=400, per_cell=30, headings="0,180", epochs=7, lr=4e-3)
 COUNTRY = "India"
 IMAGE_SIZE = 64
 MODEL = "resnet10t"
-#: A careless collector's dataset: most panoramas are user photospheres with a strip.
+#: A careless collector's dataset: most panoramas are user photospheres with a strip. At a
+#: realistic 30% (or 50% for --fast) the demo's small model does not learn the strip in
+#: its few minutes of training, and the audit rightly finds nothing (README, issue 14).
 PHOTOSPHERES = 0.8
 
 
@@ -303,8 +305,9 @@ class Story:
     careless_median_km: float
     masked_median_km: float
     chance: float
-    careless_excess_drop: float
-    masked_excess_drop: float
+    #: The band's effect on the strip images (None: no strip image, or the band masked).
+    careless_effect: float | None
+    masked_effect: float | None
 
     @property
     def holds(self) -> bool:
@@ -320,12 +323,16 @@ def read_story(folder: Path) -> Story:
     careless, masked = (workspace.run_folder(r) for r in (CARELESS_RUN, MASKED_RUN))
     careless_audit, masked_audit = (AuditReport.read(r.audit_path) for r in (careless, masked))
 
-    def scores(run: RunFolder) -> tuple[float, float]:
+    def scores(run: RunFolder) -> tuple[float, float, float]:
         metrics = EvalMetrics.read(run.metrics_path())
         mean = metrics.per_image.mean
-        return mean.top1, mean.distance(metrics.headline, "median_km")
+        return mean.top1, mean.distance(metrics.headline, "median_km"), metrics.chance_top1
 
-    (careless_top1, careless_km), (masked_top1, masked_km) = scores(careless), scores(masked)
+    def effect(audit: AuditReport) -> float | None:
+        return None if audit.headline is None else audit.headline.effect.value
+
+    careless_top1, careless_km, chance = scores(careless)
+    masked_top1, masked_km, _ = scores(masked)
     return Story(
         careless_audit.verdict,
         masked_audit.verdict,
@@ -333,9 +340,9 @@ def read_story(folder: Path) -> Story:
         masked_top1,
         careless_km,
         masked_km,
-        careless_audit.ablation.chance,
-        careless_audit.ablation.excess_drop,
-        masked_audit.ablation.excess_drop,
+        chance,
+        effect(careless_audit),
+        effect(masked_audit),
     )
 
 

@@ -65,3 +65,18 @@ def test_bench_train_and_predict_quick_print_their_tables(
     for row in rows:
         assert row in out.stdout
     assert ("PASS" in out.stdout) != ("MISS" in out.stdout)
+
+
+@pytest.mark.slow
+def test_audit_power_quick_prints_both_rules() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "audit_power.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    for heading in ("pooled rule (old)", "stratified verdict (new)", "detectable"):
+        assert heading in out.stdout
+    assert "photospheres 0.5" in out.stdout

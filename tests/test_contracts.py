@@ -84,12 +84,17 @@ def test_contracts_refuse_loose_types_that_plain_json_would_pass() -> None:
 
 
 def test_verdicts_are_ordered_and_fail_on_is_one_comparison() -> None:
-    assert Verdict.PASS < Verdict.SUSPECT < Verdict.SHORTCUT
+    assert Verdict.PASS < Verdict.INCONCLUSIVE < Verdict.SUSPECT < Verdict.SHORTCUT
     assert Verdict.SHORTCUT >= Verdict.SUSPECT and not Verdict.PASS >= Verdict.SUSPECT
     assert str(Verdict.SHORTCUT) == "SHORTCUT" and json.dumps(Verdict.PASS) == '"PASS"'
-    assert list(FAIL_ON) == ["never", "suspect", "shortcut"]
+    assert list(FAIL_ON) == ["never", "inconclusive", "suspect", "shortcut"]
     fails = {
         name: [v.value for v in Verdict if threshold is not None and v >= threshold]
         for name, threshold in FAIL_ON.items()
     }
-    assert fails == {"never": [], "suspect": ["SUSPECT", "SHORTCUT"], "shortcut": ["SHORTCUT"]}
+    assert fails == {
+        "never": [],
+        "inconclusive": ["INCONCLUSIVE", "SUSPECT", "SHORTCUT"],
+        "suspect": ["SUSPECT", "SHORTCUT"],
+        "shortcut": ["SHORTCUT"],
+    }

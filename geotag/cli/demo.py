@@ -75,16 +75,17 @@ def _show_story(folder: Path, result: DemoResult) -> None:
     story = result.story
     console.rule("[bold]what the demo showed[/bold]", align="left")
     table = Table(title_justify="left")
-    for column in ("run", "top-1 (chance)", "median km", "audit", "band's excess cost"):
+    for column in ("run", "top-1 (chance)", "median km", "audit", "band's effect, strip images"):
         table.add_column(column)
-    for run, verdict, top1, km, excess in (
+    for run, verdict, top1, km, effect in (
         (plan.CARELESS_RUN, story.careless_verdict, story.careless_top1,
-         story.careless_median_km, story.careless_excess_drop),
+         story.careless_median_km, story.careless_effect),
         (plan.MASKED_RUN, story.masked_verdict, story.masked_top1, story.masked_median_km,
-         story.masked_excess_drop),
+         story.masked_effect),
     ):  # fmt: skip
+        shown = "band masked at input" if effect is None else f"{effect:+.1%}"
         table.add_row(run, f"{top1:.1%} ({story.chance:.1%})", f"{km:,.0f}", str(verdict),
-                      f"{excess:+.1%}")  # fmt: skip
+                      shown)  # fmt: skip
     console.print(table)
     if story.holds:
         console.print(

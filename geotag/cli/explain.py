@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from geotag.cli.common import (
@@ -23,6 +24,7 @@ from geotag.explain.verdict import FAIL_ON, Verdict
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
+    from geotag.explain.report import Ablation
     from geotag.train.bands import Band
 
 MethodChoice = enum.Enum(  # type: ignore[misc]
@@ -64,7 +66,14 @@ def explain(
     audit: Annotated[
         bool, typer.Option("--audit", help="Audit the run's held-out images for a shortcut.")
     ] = False,
-    limit: Annotated[int, typer.Option("--limit", help="Audit at most this many images.")] = 500,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit",
+            help="Images to audit (whole panoramas, half with a strip where there are enough); "
+            "up to 4x as many strip images when fewer cannot decide.",
+        ),
+    ] = 500,
     band: Annotated[
         str, typer.Option("--band", help="Band the audit tests, side:fraction.")
     ] = "bottom:0.1",
@@ -74,17 +83,26 @@ def explain(
     ] = None,
     fail_on: Annotated[
         FailOn,  # type: ignore[valid-type]
-        typer.Option("--fail-on", help="Exit 3 when the verdict is at least this."),
+        typer.Option(
+            "--fail-on",
+            help="Exit 3 when the verdict is at least this (PASS < INCONCLUSIVE < SUSPECT < "
+            "SHORTCUT).",
+        ),
     ] = FailOn.never,  # type: ignore[attr-defined]
     device: DeviceOption = "auto",
 ) -> None:
     """Grad-CAM heatmaps for photos, or --audit: does the model cheat?
 
-    The audit measures the heat in a band (default: the bottom tenth, where user
-    photospheres print the photographer's name), what blanking the band costs against an
-    equal-area control band, what the band alone scores, and whether the copyright
-    strings predict the cell; its verdict is PASS, SUSPECT or SHORTCUT.
-    Writes runs/NAME/explain/ (overlays; audit.json, audit.md and pictures).
+    The audit scores every trained fold's held-out images with the model that never saw
+    them, split into those with a photographer strip (user-contributed, by copyright or by
+    look) and those without. On the strip images it measures what blanking the band
+    (default: the bottom tenth) costs beyond blanking the same area opposite, what the band
+    alone scores against the model's answer to a blank picture, and the heat in the band;
+    the official images are shown beside them as the band's honest worth. Verdict: PASS,
+    INCONCLUSIVE (too few strip images to see a 5-point effect), SUSPECT or SHORTCUT; a
+    run whose own mask blanks the band passes on that ground. Also reports whether the
+    copyright strings predict the cell. Writes runs/NAME/explain/ (overlays; audit.json,
+    audit.md and pictures).
 
     Example:
 
@@ -143,23 +161,45 @@ def _audit(
     with reporting_errors(), progress_bar() as progress:
         result = run_audit(workspace, options, progress=progress)
     report = result.report
-    colour = {Verdict.PASS: "green", Verdict.SUSPECT: "yellow", Verdict.SHORTCUT: "red"}
+    colour = {Verdict.PASS: "green", Verdict.INCONCLUSIVE: "cyan", Verdict.SUSPECT: "yellow",
+              Verdict.SHORTCUT: "red"}  # fmt: skip
     shade = colour[report.verdict]
-    console.print(f"[bold {shade}]{report.verdict}[/bold {shade}] (run {report.run})")
+    console.print(
+        f"[bold {shade}]{report.verdict}[/bold {shade}] (run {report.run}, {report.images} "
+        f"held-out images of fold(s) {', '.join(map(str, report.folds))})"
+    )
     for reason in report.reasons:
-        console.print(f"  - {reason}", highlight=False)
+        console.print(f"  - {reason}", highlight=False, markup=False)
     if report.data_warning:
-        console.print(f"[yellow]Data:[/yellow] {report.data_warning}.", highlight=False)
-    table = Table(title="masking ablation", title_justify="left")
-    for column in ("condition", "top-1", "95% interval", "median km"):
-        table.add_column(column, justify="right")
-    for name, condition in report.ablation.conditions.items():
-        low, high = condition.accuracy_ci
-        table.add_row(name.replace("_", " "), f"{condition.accuracy:.1%}",
-                      f"{low:.1%} to {high:.1%}", f"{condition.median_km:,.0f}")  # fmt: skip
-    console.print(table)
+        console.print(f"[yellow]Data:[/yellow] {escape(report.data_warning)}.", highlight=False)
+    if report.ablation is not None:
+        _ablation_table(report.ablation)
     console.print(f"Next: {report.next_step}.", highlight=False)
     console.print(f"Report: {result.folder / 'audit.md'} ({result.seconds:.0f} s).")
     threshold = FAIL_ON[fail_on]
     if threshold is not None and report.verdict >= threshold:
         raise typer.Exit(code=3)
+
+
+def _ablation_table(ablation: Ablation) -> None:
+    from geotag.explain.strata import TITLES
+
+    table = Table(
+        title=f"masking ablation: band {ablation.band}, control {ablation.control} "
+        "(95% intervals over panoramas)",
+        title_justify="left",
+    )
+    for column in ("stratum", "images", "full", "band blanked", "control blanked", "band alone",
+                   "no picture", "effect", "detectable"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for name, stratum in [*ablation.strata.items(), ("all, weighted", ablation.pooled)]:
+        c = stratum.conditions
+        low, high = stratum.effect.ci
+        table.add_row(
+            TITLES.get(name, name), f"{stratum.images} ({stratum.panoramas} pano)",
+            f"{c['full'].accuracy:.1%}", f"{c['band_blanked'].accuracy:.1%}",
+            f"{c['control_blanked'].accuracy:.1%}", f"{c['band_only'].accuracy:.1%}",
+            f"{stratum.baseline:.1%}", f"{stratum.effect.value:+.1%} ({low:+.1%} to {high:+.1%})",
+            f"{stratum.detectable:.1%}",
+        )  # fmt: skip
+    console.print(table)

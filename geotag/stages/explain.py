@@ -1,9 +1,11 @@
 """The ``explain`` stage: Grad-CAM for photos, and the audit that catches a cheating model.
 
-``run_explain`` saves an overlay per photo. ``run_audit`` measures, on held-out images,
-where the model looks (heat in a band), what the band is worth (masking ablation against
-an equal-area control band, and the band alone), and whether the copyright strings give
-the location away, then gives a verdict (see ``geotag.explain.verdict``).
+``run_explain`` saves an overlay per photo. ``run_audit`` draws held-out images (every
+trained fold's, each scored by the model that never saw it), strip images first (see
+``geotag.explain.strata``), measures where the model looks and what blanking the band
+costs on each (``geotag.explain.measure``), draws more strip images while too few cannot
+decide, and gives a verdict (``geotag.explain.verdict``) beside whether the copyright
+strings give the location away.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from geotag.train.bands import Band
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
-    import torch
-
+    from geotag.explain.measure import HeatPictures
     from geotag.explain.report import AuditReport
     from geotag.train.data import Preprocessing
 
-CONTACT_SHEET = 18
+#: When the verdict is inconclusive for want of strip images, the audit draws more of them,
+#: up to this many times ``--limit`` images in all.
+MAX_GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,6 @@ class AuditResult:
     seconds: float
 
 
-def _picture(tensor: torch.Tensor, pre: Preprocessing) -> np.ndarray:
-    """The model's input back as the uint8 RGB picture it saw."""
-    mean = np.asarray(pre.mean)[:, None, None]
-    std = np.asarray(pre.std)[:, None, None]
-    pixels = (tensor.detach().cpu().numpy() * std + mean).clip(0, 1)
-    return (pixels.transpose(1, 2, 0) * 255).round().astype(np.uint8)
-
-
 def _loader(root: Path, paths: Sequence[str], pre: Preprocessing, batch_size: int) -> Any:
     from geotag.train.data import EpochSampler, ImageDataset, build_transform, make_loader
 
@@ -107,6 +102,7 @@ def run_explain(
     """Overlay PNGs (photo, heatmap, top-3 cells) for each photo, in ``options.out``."""
     from geotag.explain.cam import compute_cams
     from geotag.explain.heat import thirds
+    from geotag.explain.measure import picture
     from geotag.explain.overlay import save_overlay
     from geotag.images import usable_images
     from geotag.train.runs import open_run
@@ -151,7 +147,7 @@ def run_explain(
             if not zero:
                 overlay = save_overlay(
                     out / f"{path.stem}-{options.method}.png",
-                    _picture(batch.images[row], pre),
+                    picture(batch.images[row], pre),
                     result.maps[row],
                     f"{path.name} ({options.method})\n{title}",
                 )
@@ -166,18 +162,27 @@ def run_explain(
 def run_audit(
     workspace: Workspace, options: AuditOptions, *, progress: Progress | None = None
 ) -> AuditResult:
+    """Audit the run's held-out images (every trained fold's, each scored by its own model)
+    for a shortcut through ``options.band``; write audit.json, audit.md and pictures."""
     import pandas as pd
 
     from geotag import contracts
     from geotag.atomic import write_text
     from geotag.dataset import image_groups, read_images
-    from geotag.evaluate.held_out import held_out_sets, image_root
-    from geotag.evaluate.inference import class_probabilities
-    from geotag.explain import ablation, heat, verdict
-    from geotag.explain.cam import compute_cams
+    from geotag.evaluate.held_out import held_out_sets, image_root, training_sets
+    from geotag.explain import heat, verdict
+    from geotag.explain.measure import HeatPictures, measure_fold, summarise
     from geotag.explain.metadata import copyright_leak
-    from geotag.explain.overlay import save_contact_sheet, save_mean_cam
-    from geotag.explain.report import Ablation, AuditReport, BandHeat
+    from geotag.explain.report import AuditReport, BandHeat
+    from geotag.explain.strata import (
+        STRATA,
+        STRIP,
+        STRIP_FREE,
+        assign_strata,
+        detector_agreement,
+        draw_panoramas,
+        take,
+    )  # fmt: skip
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
 
@@ -188,83 +193,78 @@ def run_audit(
     run = open_run(workspace, options.run)
     run.check_version()
     sets = held_out_sets(workspace, run, options.images)
-    fold = min(sets)
-    frame = sets[fold]
-    if len(frame) > options.limit:
-        frame = frame.sample(options.limit, random_state=options.seed).sort_index()
-    frame = frame.reset_index(drop=True)
+    if options.images is not None:  # one test set for every fold: the first fold scores it
+        sets = {min(sets): sets[min(sets)]}
+    frame = pd.concat(list(sets.values()), ignore_index=True)
     root = image_root(workspace, options.images, frame)
-    model = run.build_model(fold)
     pre = run.preprocessing
-    classes = run.fold_classes(fold)
-    centre_lat, centre_lon = classes.centres()
-    true_class = classes.index_of(frame["cell_id"])
-    device = resolve_device(options.device)
-    paths = [str(p) for p in frame["path"]]
     band = options.band
-    control = band.opposite()
+    mask = None if pre.mask is None else str(pre.mask)
+    audited = band.uncovered_by(pre.mask)  # None: the run's own mask blanks all of it
+    heat_band = audited or band
 
-    # 1. Heat in the band.
-    size = pre.input_size
-    masses = np.full(len(paths), np.nan)
-    hits = np.zeros(len(paths), dtype=bool)
-    # The CAM pass's own forward gives the unmasked predictions: no second pass for "full".
-    full = np.full((len(paths), len(classes)), 1.0 / len(classes))
-    mean_map = np.zeros((size, size))
-    per_class_maps: dict[int, np.ndarray] = {}
-    per_class_count: dict[int, int] = {}
-    tiles: list[tuple[float, np.ndarray, np.ndarray, str, str]] = []
-    progress.start("Grad-CAM over held-out images", len(paths))
-    for batch in _loader(root, paths, pre, options.batch_size):
-        if len(batch.indices) == 0:
-            continue
-        result = compute_cams(model, batch.images, None, options.method, options.layer)
-        rows = batch.indices.numpy()
-        masses[rows] = heat.band_mass(result.maps, band)
-        hits[rows] = heat.pointing_game(result.maps, band)
-        full[rows] = result.probabilities
-        for row, index in enumerate(rows):
-            if result.all_zero[row]:
-                continue
-            cam = result.maps[row]
-            mean_map += cam
-            cell = int(frame["cell_id"].iloc[index])
-            per_class_maps[cell] = per_class_maps.get(cell, 0) + cam
-            per_class_count[cell] = per_class_count.get(cell, 0) + 1
-            tiles.append(
-                (float(masses[index]), _picture(batch.images[row], pre), cam,
-                 f"cell {cell}, {masses[index]:.0%} in band", paths[index])
-            )  # fmt: skip
-            tiles = sorted(tiles, key=lambda t: -t[0])[:CONTACT_SHEET]
-        progress.advance(len(rows))
-    area = heat.band_area_share(band, size, size)
-    heat_figures = heat.heat_summary(masses, area, frame["cell_id"].to_numpy(), hits=hits)
+    # Who took each photo, and the panoramas to draw, strip ones first.
+    strata = assign_strata(
+        frame["copyright"].tolist(), [root / str(p) for p in frame["path"]], band
+    )
+    frame = frame.assign(
+        stratum=strata.labels, by_copyright=strata.by_copyright,
+        group=image_groups(frame).to_numpy(),
+    )  # fmt: skip
+    available = {name: int(strata.rows(name).sum()) for name in STRATA}
+    sizes = frame.groupby("group").size().to_dict()
+    queues = draw_panoramas(frame["group"].tolist(), strata.labels, options.seed)
+    chosen, queues[STRIP] = take(queues[STRIP], sizes, options.limit // 2)
+    for name in (STRIP_FREE, STRIP):  # the rest of the budget: official images, then strips
+        room = options.limit - sum(sizes[g] for g in chosen)
+        more, queues[name] = take(queues[name], sizes, room)
+        chosen += more
 
-    # 2. Masking ablation.
-    conditions: dict[str, dict[str, Any]] = {
-        "band_blanked": {"blank": band},
-        "control_blanked": {"blank": control},
-        "band_only": {"blank": band, "keep_only": True},
+    device = resolve_device(options.device)
+    # What a model answers with no picture, from its data: its training images' commonest cell.
+    majority = {
+        fold: int(train["cell_id"].value_counts().idxmax())
+        for fold, train in training_sets(workspace, run).items()
     }
-    scored = {"full": full}
-    for name, kwargs in conditions.items():
-        probs, ok = class_probabilities(
-            [model], root, [(p,) for p in paths], pre, batch_size=options.batch_size,
-            device=device, progress=progress, task=f"ablation: {name.replace('_', ' ')}",
-            **kwargs,
-        )  # fmt: skip
-        scored[name] = np.where(ok[:, None], probs, 1.0 / len(classes))
-    correct, errors = {}, {}
-    for name, probs in scored.items():
-        correct[name], errors[name] = ablation.correct_and_errors(
-            probs, true_class, frame["lat"].to_numpy(), frame["lon"].to_numpy(), centre_lat,
-            centre_lon,
-        )  # fmt: skip
-    figures = ablation.ablation_figures(correct, errors, 1.0 / len(classes), options.seed)
-    figures["band"], figures["control"] = str(band), str(control)
-    ablation_figures = contracts.parse(Ablation, figures, "the masking ablation")
+    models: dict[int, Any] = {}
+    pictures = HeatPictures(pre.input_size)
 
-    # 3. Does the metadata leak? Over every image of the dataset, before any model.
+    def measure(groups: list[str]) -> pd.DataFrame:
+        parts = []
+        for fold, part in frame[frame["group"].isin(set(groups))].groupby("fold", sort=True):
+            if fold not in models:
+                models[fold] = run.build_model(int(fold))
+            parts.append(
+                measure_fold(
+                    models[fold], run.fold_classes(int(fold)), part.reset_index(drop=True),
+                    root, pre, heat_band=heat_band, band=audited,
+                    majority_cell=majority[int(fold)], method=options.method,
+                    layer=options.layer, batch_size=options.batch_size, device=device,
+                    pictures=pictures, progress=progress,
+                )
+            )  # fmt: skip
+        return pd.concat(parts, ignore_index=True)
+
+    measured = measure(chosen)
+    size = pre.input_size
+    area = heat.band_area_share(heat_band, size, size)
+    rounds = 1
+    while True:
+        ablation = (
+            None
+            if audited is None
+            else summarise(measured, audited, area, available, seed=options.seed)
+        )
+        outcome, reasons = verdict.decide(ablation, mask)
+        room = MAX_GROWTH * options.limit - len(measured)
+        if outcome is not verdict.Verdict.INCONCLUSIVE or not queues[STRIP] or room <= 0:
+            break
+        # Too few strip images to see an effect of the size that counts: draw more of them.
+        extra, queues[STRIP] = take(queues[STRIP], sizes, min(options.limit, room))
+        measured = pd.concat([measured, measure(extra)], ignore_index=True)
+        rounds += 1
+
+    # Does the metadata leak? Over every image of the dataset, before any model.
     table = read_images(workspace) if options.images is None else pd.read_parquet(options.images)
     groups = image_groups(table)
     leak = None
@@ -274,50 +274,71 @@ def run_audit(
             seed=options.seed,
         )  # fmt: skip
 
-    outcome, reasons = verdict.decide(ablation_figures, heat_figures)
-    warning = verdict.data_warning(leak)
+    heat_figures = heat.heat_summary(
+        measured["mass"].to_numpy(), area, measured["cell_id"].to_numpy(),
+        hits=measured["hit"].to_numpy(),
+    )  # fmt: skip
     out = run.explain_dir
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "mean_cam.png", out / "top_band_heat.png", out / "mean_cam_per_class.png"]
-    measured = int(np.isfinite(masses).sum())
-    save_mean_cam(files[0], mean_map / max(measured, 1),
-                  f"mean Grad-CAM over {measured} images, band {band}", band)  # fmt: skip
-    # The contact sheet's images, by name: where to look first.
-    most_band_heat = tuple(BandHeat(path=t[4], band_mass=t[0]) for t in tiles)
-    if tiles:
-        save_contact_sheet(files[1], [(t[1], t[2], t[3]) for t in tiles])
-    else:
-        files.remove(out / "top_band_heat.png")
-    grey = np.full((size, size, 3), 128, np.uint8)
-    class_tiles = [
-        (grey, per_class_maps[c] / per_class_count[c], f"cell {c} (n={per_class_count[c]})")
-        for c in sorted(per_class_maps)
-    ]
-    if class_tiles:
-        save_contact_sheet(files[2], class_tiles[:60], columns=8)
-    else:
-        files.remove(out / "mean_cam_per_class.png")
+    files = _audit_pictures(out, pictures, heat_band)
     report = AuditReport(
         verdict=outcome,
         reasons=tuple(reasons),
         next_step=verdict.NEXT_STEPS[outcome],
-        data_warning=warning,
+        data_warning=verdict.data_warning(leak),
         run=run.name,
-        fold=fold,
-        images=len(paths),
+        folds=tuple(int(f) for f in sorted(measured["fold"].unique())),
+        images=len(measured),
+        available=available,
+        rounds=rounds,
         method=options.method,
         band=str(band),
+        mask=mask,
+        audited_band=None if audited is None else str(audited),
         thresholds={
-            "excess_drop": verdict.EXCESS_DROP,
+            "effect": verdict.EFFECT,
+            "unstripped_effect": verdict.UNSTRIPPED_EFFECT,
             "heat_ratio": verdict.HEAT_RATIO,
             "heat_share": verdict.HEAT_SHARE,
         },
         heat=heat_figures,
-        most_band_heat=most_band_heat,
-        ablation=ablation_figures,
+        most_band_heat=tuple(BandHeat(path=t[4], band_mass=t[0]) for t in pictures.hottest),
+        ablation=ablation,
+        strip_detector=detector_agreement(
+            measured["copyright"].tolist(), [root / str(p) for p in measured["path"]], band
+        ),
         metadata=leak,
     )
     write_text(run.audit_path, contracts.dumps(report))
     write_text(out / "audit.md", report.markdown([f.name for f in files]))
     files = [run.audit_path, out / "audit.md", *files]
     return AuditResult(report, out, tuple(files), time.perf_counter() - started)
+
+
+def _audit_pictures(out: Path, pictures: HeatPictures, band: Band) -> list[Path]:
+    """The mean map, the images with the most heat in the band, the mean map per class."""
+    from geotag.explain.overlay import save_contact_sheet, save_mean_cam
+
+    size = pictures.size
+    files = [
+        save_mean_cam(
+            out / "mean_cam.png", pictures.mean_map / max(pictures.measured, 1),
+            f"mean Grad-CAM over {pictures.measured} images, band {band}", band,
+        )
+    ]  # fmt: skip
+    if pictures.hottest:
+        files.append(
+            save_contact_sheet(
+                out / "top_band_heat.png", [(t[1], t[2], t[3]) for t in pictures.hottest]
+            )
+        )
+    grey = np.full((size, size, 3), 128, np.uint8)
+    class_tiles = [
+        (grey, pictures.per_class[c] / pictures.per_class_count[c],
+         f"cell {c} (n={pictures.per_class_count[c]})")
+        for c in sorted(pictures.per_class)
+    ]  # fmt: skip
+    if class_tiles:
+        sheet = out / "mean_cam_per_class.png"
+        files.append(save_contact_sheet(sheet, class_tiles[:60], columns=8))
+    return files

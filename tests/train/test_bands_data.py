@@ -57,9 +57,42 @@ def test_blank_band_paints_only_the_band_and_keep_only_the_rest() -> None:
 def test_parse_band_and_bad_bands() -> None:
     assert parse_band("Bottom:0.1") == Band("bottom", 0.1)
     assert str(Band("top", 0.2)) == "top:0.2"
-    for text in ("bottom", "middle:0.1", "bottom:1.5", "bottom:x"):
+    for text in ("bottom", "middle:0.1", "bottom:1.5", "bottom:x", "bottom:0.2-0.1",
+                 "bottom:0.5-0.95", "bottom:-0.1"):  # fmt: skip
         with pytest.raises(InputError):
             parse_band(text)
+
+
+@pytest.mark.parametrize(
+    ("side", "box"),
+    [
+        ("bottom", (0, 14, 40, 18)),
+        ("top", (0, 2, 40, 6)),
+        ("left", (4, 0, 12, 20)),
+        ("right", (28, 0, 36, 20)),
+    ],
+)
+def test_inset_bands_start_away_from_their_edge(side: str, box: tuple[int, int, int, int]) -> None:
+    band = Band(side, 0.2, inset=0.1)
+    assert band.box(40, 20) == box
+    assert parse_band(str(band)) == band and str(band) == f"{side}:0.1-0.3"
+    assert band.opposite().inset == 0.1
+
+
+def test_the_part_of_a_band_a_mask_leaves_visible() -> None:
+    band = Band("bottom", 0.1)
+    assert band.uncovered_by(None) == band
+    assert band.uncovered_by(Band("top", 0.5)) == band  # another side: all of it visible
+    assert band.uncovered_by(Band("bottom", 0.12)) is None
+    assert band.uncovered_by(Band("bottom", 0.1)) is None
+    assert band.uncovered_by(Band("bottom", 0.04)) == Band("bottom", 0.06, inset=0.04)
+    # A mask that starts above the band's edge leaves the edge visible: audit all of it.
+    assert band.uncovered_by(Band("bottom", 0.05, inset=0.05)) == band
+
+
+def test_keep_only_an_empty_band_is_a_blank_image() -> None:
+    kept = np.asarray(blank_band(gradient_image(), Band("bottom", 0.0), (9, 9, 9), keep_only=True))
+    assert (kept == 9).all()
 
 
 def test_preprocessing_round_trips_through_json() -> None:
