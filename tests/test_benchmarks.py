@@ -12,34 +12,35 @@ import pytest
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
-@pytest.mark.slow
-def test_bench_grid_quick_prints_its_table() -> None:
-    pytest.importorskip("geohexgrid")
+def quick_run(script: str, timeout: int = 600) -> str:
+    """What ``benchmarks/<script> --quick`` prints; a non-zero exit fails the test."""
     out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_grid.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / script), "--quick"],
         capture_output=True,
         text=True,
         check=True,
-        timeout=600,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    assert "India hex 10 km" in out.stdout
-    assert "sample 1,000,000 pts" in out.stdout
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_bench_grid_quick_prints_its_table() -> None:
+    pytest.importorskip("geohexgrid")
+    stdout = quick_run("bench_grid.py")
+    assert "India hex 10 km" in stdout
+    assert "sample 1,000,000 pts" in stdout
 
 
 @pytest.mark.slow
 def test_bench_scrape_quick_prints_its_table() -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_scrape.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
+    stdout = quick_run("bench_scrape.py")
     for heading in ("case", "latency ms", "images", "wall s", "verdict", "notes"):
-        assert heading in out.stdout
-    assert "rate 100/s" in out.stdout
-    assert "sequential httpx.Client loop" in out.stdout
-    assert "geotag / sequential" in out.stdout
+        assert heading in stdout
+    assert "rate 100/s" in stdout
+    assert "sequential httpx.Client loop" in stdout
+    assert "geotag / sequential" in stdout
 
 
 @pytest.mark.slow
@@ -54,29 +55,15 @@ def test_bench_scrape_quick_prints_its_table() -> None:
 def test_bench_train_and_predict_quick_print_their_tables(
     script: str, rows: tuple[str, ...]
 ) -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    stdout = quick_run(script)
     for row in rows:
-        assert row in out.stdout
-    assert ("PASS" in out.stdout) != ("MISS" in out.stdout)
+        assert row in stdout
+    assert ("PASS" in stdout) != ("MISS" in stdout)
 
 
 @pytest.mark.slow
 def test_audit_power_quick_prints_both_rules() -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "audit_power.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    stdout = quick_run("audit_power.py", timeout=900)
     for heading in ("pooled rule (old)", "stratified verdict (new)", "detectable"):
-        assert heading in out.stdout
-    assert "photospheres 0.5" in out.stdout
+        assert heading in stdout
+    assert "reader (0.8) on test set 0.2" in stdout

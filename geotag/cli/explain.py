@@ -99,7 +99,7 @@ def explain(
     (default: the bottom tenth) costs beyond blanking the same area opposite, what the band
     alone scores against the model's answer to a blank picture, and the heat in the band;
     the official images are shown beside them as the band's honest worth. Verdict: PASS,
-    INCONCLUSIVE (too few strip images to see a 5-point effect), SUSPECT or SHORTCUT; a
+    INCONCLUSIVE (too few strip images to rule out a 5-point effect), SUSPECT or SHORTCUT; a
     run whose own mask blanks the band passes on that ground. Also reports whether the
     copyright strings predict the cell. Writes runs/NAME/explain/ (overlays; audit.json,
     audit.md and pictures).
