@@ -19,6 +19,7 @@ from pathlib import Path
 
 from geotag.errors import GeotagError, InputError
 from geotag.explain.verdict import Verdict
+from geotag.lock import LOCK_FILE, workspace_lock
 from geotag.workspace import SETTINGS_FILE, RunFolder, Workspace
 
 #: Written first into the demo's folder: only a folder holding it is ever cleaned.
@@ -75,7 +76,8 @@ def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
     marker = folder / MARKER
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; choose a folder for the demo")
-    has_files = folder.is_dir() and any(folder.iterdir())
+    # The lock file exists only while a command runs there: not the user's file.
+    has_files = folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
     if has_files and not marker.is_file():
         raise InputError(
             f"{folder} holds files that are not a geotag demo; choose an empty or new folder"
@@ -93,7 +95,16 @@ def prepare(folder: Path, *, fresh: bool, seed: int, fast: bool) -> bool:
             )
         return True
     if has_files:
-        shutil.rmtree(folder)
+        # Held while emptying, so a command still running in the old demo is not pulled
+        # from under; the lock file itself stays until the lock is released.
+        with workspace_lock(Workspace(folder), "demo --fresh"):
+            for child in folder.iterdir():
+                if child.name == LOCK_FILE:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({**wanted, "environment": environment()}, indent=2) + "\n")
     return False

@@ -1,7 +1,9 @@
 """Where, when, which way and by whom a photo was taken, from its EXIF tags.
 
 Used by ``geotag import`` (labels from GPS tags) and ``geotag predict`` (the true location
-of a photo, to report the error). Damaged or missing tags give None, never an exception.
+of a photo, to report the error). Damaged or missing tags give None, never an exception;
+a tag that is there but wrong (a hemisphere "Q", a heading of 4294967295, a date 2020:13:45)
+gives None and says why, so the importer can list the photo instead of guessing.
 """
 
 from __future__ import annotations
@@ -9,10 +11,18 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import ExifTags, Image
+
+T = TypeVar("T")
+
+
+class BadValue(ValueError):
+    """A tag or table cell holds a value, but a wrong one; the message (one line) says
+    what it holds and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,12 @@ class ExifInfo:
     heading: float | None = None
     captured: str | None = None
     copyright: str | None = None
+    # Why a value that is there cannot be used: a position whose hemisphere reference is
+    # not N/S or E/W, a heading of 4294967295, a date of 2020:13:45. Each leaves its value
+    # None; the importer skips such a photo with this reason rather than guess.
+    position_problem: str | None = None
+    heading_problem: str | None = None
+    date_problem: str | None = None
 
 
 def read_exif(image: Image.Image) -> ExifInfo:
@@ -34,35 +50,63 @@ def read_exif(image: Image.Image) -> ExifInfo:
         details = exif.get_ifd(ExifTags.IFD.Exif)
     except Exception:  # damaged EXIF must not cost an image whose pixels are fine
         return ExifInfo()
-    lat = _gps_degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef))
-    lon = _gps_degrees(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef))
+    lat, lat_problem = _gps_degrees(
+        gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), "NS", "latitude"
+    )
+    lon, lon_problem = _gps_degrees(
+        gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "EW", "longitude"
+    )
     if lat is None or lon is None:
         lat = lon = None
-    when = _exif_text(details.get(ExifTags.Base.DateTimeOriginal)) or _exif_text(
-        details.get(ExifTags.Base.DateTimeDigitized)
+    heading, heading_problem = _checked(heading_degrees, gps.get(ExifTags.GPS.GPSImgDirection))
+    original = _exif_text(details.get(ExifTags.Base.DateTimeOriginal))
+    when = (
+        original
+        if original is not None
+        else _exif_text(details.get(ExifTags.Base.DateTimeDigitized))
     )
+    captured, date_problem = _checked(checked_date, when)
     author = _exif_text(exif.get(ExifTags.Base.Copyright)) or _exif_text(
         exif.get(ExifTags.Base.Artist)
     )
     return ExifInfo(
         lat,
         lon,
-        heading_degrees(_number(gps.get(ExifTags.GPS.GPSImgDirection))),
-        iso_date(when),
+        heading,
+        captured,
         author,
+        position_problem=lat_problem or lon_problem,
+        heading_problem=heading_problem,
+        date_problem=date_problem,
     )
 
 
-def _gps_degrees(value: Any, ref: Any) -> float | None:
-    """Degrees from EXIF's (degrees, minutes, seconds) rationals; S and W are negative."""
+def _checked(parse: Callable[[Any], T | None], value: Any) -> tuple[T | None, str | None]:
+    """``parse(value)``, or (None, why) when the value is there but bad."""
+    try:
+        return parse(value), None
+    except BadValue as exc:
+        return None, str(exc)
+
+
+def _gps_degrees(value: Any, ref: Any, refs: str, what: str) -> tuple[float | None, str | None]:
+    """Degrees from EXIF's (degrees, minutes, seconds) rationals; S and W are negative.
+
+    Damaged numbers give no position. A reference other than ``refs`` (N/S, E/W) gives
+    none either, with the reason: taking "Q" as N would put a photo in the wrong hemisphere.
+    """
     parts = value if isinstance(value, (tuple, list)) else (value,)
     if value is None or not 1 <= len(parts) <= 3:
-        return None
+        return None, None
     numbers = [_number(p) for p in parts]
     if any(n is None for n in numbers):
-        return None
+        return None, None
     degrees = sum(n / 60**i for i, n in enumerate(numbers) if n is not None)
-    return -abs(degrees) if (_exif_text(ref) or "").upper() in ("S", "W") else degrees
+    text = (_exif_text(ref) or "").upper()
+    if text not in (refs[0], refs[1]):
+        given = f"bad GPS reference {_exif_text(ref)!r}" if text else "no GPS reference"
+        return None, f"{given}; {what} needs {refs[0]} or {refs[1]}"
+    return (-abs(degrees) if text == refs[1] else degrees), None
 
 
 def _number(value: Any) -> float | None:
@@ -85,6 +129,7 @@ def _exif_text(value: Any) -> str | None:
 
 
 _DATE = re.compile(r"(\d{4})(?:[-:](\d{2})(?:[-:](\d{2}))?)?(?:[T ]|$)")
+_NO_DATE = re.compile(r"[\s0:.\-T]*")
 
 
 def iso_date(text: str | None) -> str | None:
@@ -101,5 +146,44 @@ def iso_date(text: str | None) -> str | None:
     return "-".join(p for p in (year, month, day) if p)
 
 
-def heading_degrees(value: float | None) -> float | None:
-    return value % 360.0 if value is not None and math.isfinite(value) else None
+def checked_date(text: str | None) -> str | None:
+    """``iso_date`` for a value that may be absent: None for no date (blank, or the
+    ``0000:00:00`` and ``    :  :  `` cameras write for "unknown"); BadValue for other text
+    that is no date, such as ``2020-13-45`` or ``14/07/2021``."""
+    if text is None or _NO_DATE.fullmatch(text):
+        return None
+    date = iso_date(text)
+    if date is None:
+        raise BadValue(f"{text.strip()!r} is not a date; write YYYY-MM-DD")
+    return date
+
+
+#: A heading is wrapped into [0, 360) from this range only: further out a value is damage,
+#: not a turn (``1e308 % 360`` is float noise, 4294967295 is an unsigned -1).
+HEADING_RANGE = (-360.0, 720.0)
+
+
+def heading_degrees(value: Any) -> float | None:
+    """A heading (a number, or text from a table) as degrees in [0, 360).
+
+    None when there is none (None, blank text, NaN: a table's empty cell, EXIF's 0/0);
+    BadValue for text that is no number and for numbers outside HEADING_RANGE, infinity
+    included.
+    """
+    if value is None:
+        return None
+    shown = value.strip() if isinstance(value, str) else value
+    if shown == "":
+        return None
+    try:
+        number = float(shown)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        raise BadValue(f"{shown!r} is not a number") from None
+    if math.isnan(number):
+        return None
+    low, high = HEADING_RANGE
+    if not low <= number <= high:
+        given = repr(shown) if isinstance(shown, str) else f"{number:g}"
+        raise BadValue(f"{given} is not between {low:g} and {high:g} degrees")
+    wrapped = number % 360.0
+    return 0.0 if wrapped >= 360.0 else wrapped + 0.0  # -1e-20 % 360 rounds to 360; no -0.0

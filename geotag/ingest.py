@@ -13,7 +13,13 @@ Every image is fully decoded before it is accepted, labelled with the cell of it
 (outside the region: dropped and counted), and copied or hard-linked atomically into
 ``images/<cell_id>/``. A file's name comes from its source path, so re-running an import
 rewrites the same files and rows instead of adding new ones. Images that cannot be used
-are reported as :class:`Skipped`, with one of ``SKIP_REASONS``.
+are reported as :class:`Skipped`, with one of ``SKIP_REASONS``; so is a photo with a value
+that is there but wrong (a heading of 1e308, a date 2020-13-45, a hemisphere "Q"): it is
+skipped whole rather than imported without that value (nothing is half-imported, and the
+user who fixes the value and reruns gets the same files and rows). A folder is walked as
+:mod:`geotag.images` walks it for ``predict``: images known by content, links followed once,
+the entries left out counted in ``notes``. Images already in the workspace's images/ are
+never imported again, and the workspace's own images.parquet is refused.
 """
 
 from __future__ import annotations
@@ -36,9 +42,16 @@ from PIL import Image, UnidentifiedImageError
 
 from geotag.atomic import atomic_path
 from geotag.errors import InputError, first_line
-from geotag.exif import ExifInfo, heading_degrees, iso_date, read_exif
+from geotag.exif import BadValue, ExifInfo, checked_date, heading_degrees, read_exif
 from geotag.geo.locate import OUTSIDE, CellLocator
-from geotag.images import IMAGE_SUFFIXES
+from geotag.images import (
+    BROKEN_LINK,
+    LINK_UP,
+    SAME_FOLDER,
+    TOO_LARGE,
+    not_a_file,
+    scan_folder,
+)
 from geotag.progress import Progress
 from geotag.scrape.paths import image_relpath
 from geotag.workspace import Workspace
@@ -61,8 +74,19 @@ UNREADABLE = "unreadable"
 NO_GPS = "no GPS"
 BAD_COORDINATES = "bad coordinates"
 OUTSIDE_REGION = "outside region"
+BAD_HEADING = "bad heading"
+BAD_DATE = "bad date"
 DUPLICATE = "duplicate"
-SKIP_REASONS = (MISSING_FILE, UNREADABLE, NO_GPS, BAD_COORDINATES, OUTSIDE_REGION, DUPLICATE)
+SKIP_REASONS = (
+    MISSING_FILE,
+    UNREADABLE,
+    NO_GPS,
+    BAD_COORDINATES,
+    BAD_HEADING,
+    BAD_DATE,
+    OUTSIDE_REGION,
+    DUPLICATE,
+)
 
 SourceKind = Literal["folder", "table"]
 
@@ -98,6 +122,7 @@ class Decoded:
     format: str
     digest: str  # of the file's bytes, to spot the same photo under two names
     exif: ExifInfo
+    animated: bool = False  # several frames: the first is imported (images.FIRST_FRAME)
 
 
 @dataclass(frozen=True)
@@ -128,43 +153,77 @@ def source_kind(source: Path) -> SourceKind:
 
 
 def read_source(
-    source: Path, kind: SourceKind, workspace: Workspace, skipped: list[Skipped]
+    source: Path,
+    kind: SourceKind,
+    workspace: Workspace,
+    skipped: list[Skipped],
+    notes: list[str] | None = None,
 ) -> list[Candidate]:
-    """The images ``source`` names, in source order; a table's unusable rows to ``skipped``."""
-    if kind == "folder":
-        return _folder_candidates(source, workspace)
-    return _table_candidates(source, skipped)
+    """The images ``source`` names, in source order; unusable rows and entries to
+    ``skipped``, a line on what a folder walk left out (sidecars, hidden files) to ``notes``.
 
-
-def _folder_candidates(folder: Path, workspace: Workspace) -> list[Candidate]:
-    """Image files under ``folder``, in a stable order.
-
-    Hidden entries (thumbnails, macOS "._IMG.jpg" forks) are no photos, and neither are
-    the workspace's own images and plots when ``geotag import .`` runs inside it.
+    Refuses the workspace's own images.parquet and images/ folder in one line: their
+    images are in the dataset already, and importing them again would double its rows.
     """
-    own = {
-        p.resolve()
-        for p in (
-            workspace.images_dir,
-            workspace.runs_dir,
-            workspace.grid_png,
-            workspace.points_png,
+    real = Path(os.path.realpath(source))
+    images_dir = Path(os.path.realpath(workspace.images_dir))
+    if real == Path(os.path.realpath(workspace.images_parquet)):
+        raise InputError(
+            f"{source} is this workspace's own images.parquet; its images are imported "
+            "already, nothing to import"
         )
-    }
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _resolve(root, d) not in own)
-        for name in sorted(names):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            path = _resolve(root, name)
-            if path not in own:
-                found.append(Candidate(Path(root, name).relative_to(folder).as_posix(), path))
-    return found
+    if real.is_relative_to(images_dir):
+        raise InputError(
+            f"{source} is inside this workspace's images/ folder, whose images are in "
+            "images.parquet already; nothing to import"
+        )
+    if kind == "folder":
+        found = _folder_candidates(source, workspace, skipped, notes)
+    else:
+        found = _table_candidates(source, skipped)
+    candidates = []
+    for candidate in found:
+        # A table that lists images/ files (an edited copy of images.parquet, say) would
+        # copy each image beside itself and add its row a second time.
+        if candidate.path.is_relative_to(images_dir):
+            where = "already in this workspace's images/ (and so in images.parquet)"
+            skipped.append(Skipped(candidate.label, DUPLICATE, where))
+        else:
+            candidates.append(candidate)
+    return candidates
 
 
-def _resolve(folder: str, name: str) -> Path:
-    return Path(folder, name).resolve()
+def _folder_candidates(
+    folder: Path, workspace: Workspace, skipped: list[Skipped], notes: list[str] | None
+) -> list[Candidate]:
+    """Image files under ``folder``, in a stable order (see geotag.images.scan_folder).
+
+    The workspace's own images and plots are left out when ``geotag import .`` runs
+    inside it; links that lead nowhere and folders reached twice are skipped with reasons.
+    """
+    own = (workspace.images_dir, workspace.runs_dir, workspace.grid_png, workspace.points_png)
+    scan = scan_folder(folder, leave_out=own)
+    for path, why in scan.skipped:
+        reason = (
+            MISSING_FILE
+            if why == BROKEN_LINK
+            else DUPLICATE
+            if why.startswith((SAME_FOLDER, LINK_UP))  # a loop: its images would repeat
+            else UNREADABLE  # a pipe or device, a folder that cannot be listed
+        )
+        skipped.append(Skipped(_label(Path(path), folder), reason, why))
+    note = scan.left_out()
+    if note and notes is not None:
+        notes.append(f"{folder}: {note}")
+    return [Candidate(_label(path, folder), Path(os.path.realpath(path))) for path in scan.files]
+
+
+def _label(path: Path, folder: Path) -> str:
+    """How a file under ``folder`` is named to the user: relative, with forward slashes."""
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _read_table(table: Path) -> pd.DataFrame:
@@ -189,10 +248,14 @@ def _table_candidates(table: Path, skipped: list[Skipped]) -> list[Candidate]:
         )
     numbers = {
         c: pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
-        if c in frame.columns
-        else np.full(len(frame), np.nan)
-        for c in ("lat", "lon", "heading")
+        for c in ("lat", "lon")
     }
+    # Headings as given: text "abc" or "1e308" is a listed skip, never a silent NaN.
+    headings = (
+        [None if _missing(v) else v for v in frame["heading"]]
+        if "heading" in frame.columns
+        else [None] * len(frame)
+    )
     texts = {
         c: [_cell_text(v) for v in frame[c]] if c in frame.columns else [None] * len(frame)
         for c in TEXT_COLUMNS
@@ -208,9 +271,22 @@ def _table_candidates(table: Path, skipped: list[Skipped]) -> list[Candidate]:
         if problem:
             skipped.append(Skipped(label, BAD_COORDINATES, problem))
             continue
-        path = (table.parent / Path(label).expanduser()).resolve()
-        if not path.is_file():
-            skipped.append(Skipped(label, MISSING_FILE, f"no such file: {path}"))
+        given = table.parent / Path(label).expanduser()
+        path = Path(os.path.realpath(given))  # never raises, even for a link that loops
+        if not given.is_file():
+            why = not_a_file(given)
+            detail = f"{why}: {path}" if why != BROKEN_LINK else f"{why}: {given}"
+            skipped.append(Skipped(label, MISSING_FILE, detail))
+            continue
+        try:
+            heading = heading_degrees(headings[i])
+        except BadValue as exc:
+            skipped.append(Skipped(label, BAD_HEADING, str(exc)))
+            continue
+        try:
+            captured = checked_date(texts["captured"][i])
+        except BadValue as exc:
+            skipped.append(Skipped(label, BAD_DATE, str(exc)))
             continue
         candidates.append(
             Candidate(
@@ -219,8 +295,8 @@ def _table_candidates(table: Path, skipped: list[Skipped]) -> list[Candidate]:
                 lat,
                 lon,
                 group=texts["group"][i],
-                heading=heading_degrees(float(numbers["heading"][i])),
-                captured=iso_date(texts["captured"][i]),
+                heading=heading,
+                captured=captured,
                 copyright=texts["copyright"][i],
                 license=texts["license"][i],
             )
@@ -228,9 +304,14 @@ def _table_candidates(table: Path, skipped: list[Skipped]) -> list[Candidate]:
     return candidates
 
 
+def _missing(value: Any) -> bool:
+    """Whether a table cell is empty: None, NaN, NA or NaT."""
+    return value is None or bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
 def _cell_text(value: Any) -> str | None:
     """A table cell as text: None for missing or blank; dates as ISO text."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+    if _missing(value):
         return None  # before the date test: NaT is a datetime too
     if isinstance(value, datetime.date):  # Parquet dates and timestamps
         return value.isoformat()
@@ -267,9 +348,13 @@ def _decode(path: Path) -> Decoded | str:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # every pixel: a truncated file fails here, not in training
-            return Decoded(str(image.format), hashlib.sha256(data).hexdigest(), read_exif(image))
+            exif = read_exif(image)
+            frames = bool(getattr(image, "is_animated", False))
+            return Decoded(str(image.format), hashlib.sha256(data).hexdigest(), exif, frames)
     except UnidentifiedImageError:
         return "not an image file Pillow can read"
+    except Image.DecompressionBombError as exc:  # a header that claims billions of pixels
+        return f"{TOO_LARGE} ({first_line(exc)})"
     except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError ...
         return f"cannot decode the image: {first_line(exc)}"
 
@@ -288,11 +373,22 @@ def accept(
         if isinstance(outcome, str):
             skipped.append(Skipped(candidate.label, UNREADABLE, outcome))
             continue
+        exif = outcome.exif
         lat, lon = candidate.lat, candidate.lon
         if lat is None or lon is None:
-            lat, lon = outcome.exif.lat, outcome.exif.lon
+            if exif.position_problem:
+                skipped.append(Skipped(candidate.label, BAD_COORDINATES, exif.position_problem))
+                continue
+            lat, lon = exif.lat, exif.lon
         if lat is None or lon is None:
             skipped.append(Skipped(candidate.label, NO_GPS, "no GPS position in its EXIF"))
+            continue
+        # EXIF's heading and date count only where the table gives none (see row()).
+        if candidate.heading is None and exif.heading_problem:
+            skipped.append(Skipped(candidate.label, BAD_HEADING, f"EXIF: {exif.heading_problem}"))
+            continue
+        if candidate.captured is None and exif.date_problem:
+            skipped.append(Skipped(candidate.label, BAD_DATE, f"EXIF: {exif.date_problem}"))
             continue
         problem = _coordinate_problem(lat, lon)
         if problem:

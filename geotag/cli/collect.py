@@ -15,9 +15,11 @@ from geotag.cli.common import (
     bar_columns,
     console,
     err_console,
+    locked,
     progress_bar,
     reporting_errors,
 )
+from geotag.safetext import markup_safe
 from geotag.scrape.registry import PROVIDERS
 from geotag.sim.defaults import DEFAULT_SEED, DEFAULT_USER_FRACTION
 from geotag.workspace import Workspace
@@ -119,8 +121,32 @@ def scrape(
         ),
     ] = None,
     max_attempts: Annotated[
-        int, typer.Option("--max-attempts", help="Tries per request, across reruns.")
+        int,
+        typer.Option(
+            "--max-attempts",
+            help="Tries per request, across reruns (a server that cannot be reached, or a "
+            "run in which nothing succeeded, uses none).",
+        ),
     ] = 5,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed", help="Try failed and refused points and images again, from zero."
+        ),
+    ] = False,
+    max_failure_rate: Annotated[
+        float,
+        typer.Option(
+            "--max-failure-rate",
+            help="Exit 1 when more than this share of lookups and downloads failed.",
+        ),
+    ] = 0.5,
+    deadline: Annotated[
+        float,
+        typer.Option(
+            "--deadline", help="Seconds a request may take in all, body included, per try."
+        ),
+    ] = 60.0,
     max_images: Annotated[
         int | None, typer.Option("--max-images", help="Download at most this many this run.")
     ] = None,
@@ -139,6 +165,8 @@ def scrape(
 
     Asynchronous, rate-limited and resumable: rerun the same command to continue; done
     images are never fetched twice. Labels come from where each panorama really is.
+    Every image is decoded and its size checked before it counts. Exits 1 when nothing
+    succeeded or more than --max-failure-rate failed, naming the commonest reason.
     Writes images/, manifest.sqlite and images.parquet.
 
     Example:
@@ -153,7 +181,7 @@ def scrape(
     from geotag.scrape.shard import parse_shard
     from geotag.stages.scrape import ScrapeOptions, run_scrape
 
-    with reporting_errors():
+    with reporting_errors(), locked(workspace, "scrape"):
         name = provider.value
         spec = PROVIDERS[name]
         key = api_key or (os.environ.get(spec.key_env) if spec.key_env else None)
@@ -175,6 +203,9 @@ def scrape(
             rate=rate,
             max_attempts=max_attempts,
             max_images=max_images,
+            retry_failed=retry_failed,
+            max_failure_rate=max_failure_rate,
+            deadline_s=deadline,
             shard=parse_shard(shard) if shard else None,
             dry_run=dry_run,
             base_url=base_url,
@@ -204,12 +235,17 @@ def scrape(
         return
     table = Table(title="scrape", show_header=False, title_justify="left")
     for label, value in _summary_rows(result):
-        table.add_row(label, value)
+        table.add_row(label, markup_safe(value))
     table.add_row("time", f"{result.seconds:.1f} s")
     console.print(table)
     if result.interrupted:
         err_console.print("[yellow]Interrupted.[/yellow] Rerun the same command to resume.")
         raise typer.Exit(code=130)
+    if result.problem is not None:
+        err_console.print(
+            f"[red]Error:[/red] {markup_safe(result.problem)}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(code=1)
 
 
 def import_(
@@ -250,7 +286,7 @@ def import_(
     """
     from geotag.stages.import_images import run_import
 
-    with reporting_errors(), progress_bar() as progress:
+    with reporting_errors(), locked(workspace, "import"), progress_bar() as progress:
         result = run_import(
             Workspace(workspace),
             source,
@@ -262,6 +298,8 @@ def import_(
     how = f" ({result.linked:,} hard-linked)" if result.linked else ""
     converted = f", {result.converted:,} converted to JPEG" if result.converted else ""
     console.print(f"Imported {result.imported:,} images{how}{converted} in {result.seconds:.1f} s.")
+    for note in result.notes:
+        console.print(f"  Note: {note}", highlight=False, soft_wrap=True)
     reasons = {r: s for r, s in result.by_reason().items() if s}
     if reasons:
         table = Table(title="skipped", show_header=False, title_justify="left")
@@ -269,7 +307,9 @@ def import_(
             table.add_row(reason, f"{len(items):,}")
         console.print(table)
         for item in result.skipped[: max(show_skipped, 0)]:
-            console.print(f"  {item.source}: {item.reason} ({item.detail})", highlight=False)
+            console.print(
+                f"  {item.source}: {item.reason} ({item.detail})", highlight=False, soft_wrap=True
+            )
         if len(result.skipped) > show_skipped:
             console.print(f"  … and {len(result.skipped) - show_skipped:,} more")
 
@@ -277,7 +317,26 @@ def import_(
 def _summary_rows(result: ScrapeResult) -> list[tuple[str, str]]:
     """Plain (label, value) rows for the CLI's closing table."""
     counts, totals = result.counts, result.totals
+    common = counts.commonest_failure()
+    extra = []
+    if result.reset != (0, 0):
+        extra.append(("retried afresh", f"{result.reset[0]:,} points, {result.reset[1]:,} images"))
+    if common is not None:
+        extra.append(("commonest failure", f"{common[0]} ({common[1]:,})"))
+    if counts.refunded:
+        extra.append(("attempts given back", f"{counts.refunded:,} (nothing succeeded)"))
+    points_failed = totals.get("points_failed", 0) + totals.get("points_rejected", 0)
+    images_failed = totals.get("images_failed", 0) + totals.get("images_rejected", 0)
+    if points_failed or images_failed:
+        extra.append(
+            (
+                "failed in the workspace",
+                f"{points_failed:,} points, {images_failed:,} images (rerun to retry those "
+                "with attempts left; --retry-failed retries all)",
+            )
+        )
     return [
+        *extra,
         ("points looked up", f"{counts.lookups_done:,} of {counts.points:,}"),
         ("panoramas found", f"{counts.found:,} new, {counts.duplicates:,} already known"),
         ("no imagery", f"{counts.no_imagery:,}"),

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from geotag.errors import GeotagError, first_line
+from geotag.safetext import markup_safe
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
@@ -58,17 +59,20 @@ def reporting_errors() -> Iterator[None]:
     except GeotagError as exc:
         if debug:
             raise
-        err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # Messages can quote a server, a file name or a photo's EXIF: shown, never obeyed.
+        err_console.print(f"[red]Error:[/red] {markup_safe(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
-        err_console.print("[yellow]Interrupted.[/yellow] Files already written are kept.")
+        err_console.print(
+            "[yellow]Interrupted.[/yellow] Finished work is kept; rerun the command to go on."
+        )
         raise typer.Exit(code=130) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
         if debug:
             raise
-        message = first_line(exc) if str(exc).strip() else ""
+        message = markup_safe(first_line(exc)) if str(exc).strip() else ""
         err_console.print(
             f"[red]Error:[/red] unexpected {type(exc).__name__}: {message} "
             "(set GEOTAG_DEBUG=1 for the traceback)",
@@ -78,16 +82,28 @@ def reporting_errors() -> Iterator[None]:
         raise typer.Exit(code=1) from None
 
 
+@contextlib.contextmanager
+def locked(workspace: Path, command: str) -> Iterator[None]:
+    """Hold the workspace's lock while ``command`` writes to it (see geotag.lock)."""
+    from geotag.lock import workspace_lock
+    from geotag.workspace import Workspace
+
+    with workspace_lock(Workspace(workspace), command):
+        yield
+
+
 def warn(*messages: str) -> None:
     for message in messages:
-        err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+        err_console.print(f"[yellow]Warning:[/yellow] {markup_safe(message)}", highlight=False)
 
 
 def skipped(bad: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> None:
     """One line per input that could not be used, on stderr."""
     for path, why in bad:
         err_console.print(
-            f"[yellow]Skipped[/yellow] {path}: {why}", highlight=False, soft_wrap=True
+            f"[yellow]Skipped[/yellow] {markup_safe(path)}: {markup_safe(why)}",
+            highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -16,6 +16,7 @@ from geotag.cli.common import (
     WorkersOption,
     WorkspaceOption,
     console,
+    locked,
     progress_bar,
     reporting_errors,
     skipped,
@@ -60,7 +61,7 @@ def eval_(
     from geotag.stages.evaluate import EvalOptions, run_eval
     from geotag.train.bands import Band, parse_band
 
-    with reporting_errors():
+    with reporting_errors(), locked(workspace, "eval"):
         if mask is not None and mask_bottom is not None:
             from geotag.errors import InputError
 
@@ -214,6 +215,7 @@ def predict(
     with reporting_errors(), progress_bar(disable=as_json) as progress:
         result = run_predict(Workspace(workspace), images, options, progress=progress)
     skipped(result.bad)
+    warn(*(f"{path}: {what}" for path, what in result.notes))
     if as_json:
         for prediction in result.predictions:
             print(json_lib.dumps(prediction.to_json(), ensure_ascii=False))

@@ -15,12 +15,14 @@ from geotag.cli.common import (
     RunOption,
     WorkspaceOption,
     console,
+    locked,
     progress_bar,
     reporting_errors,
     skipped,
 )
 from geotag.explain.methods import METHODS
 from geotag.explain.verdict import FAIL_ON, Verdict
+from geotag.safetext import markup_safe
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -127,7 +129,7 @@ def _explain_photos(
 ) -> None:  # fmt: skip
     from geotag.stages.explain import ExplainOptions, run_explain
 
-    with reporting_errors():
+    with reporting_errors(), locked(workspace.root, "explain"):
         if not images:
             from geotag.errors import InputError
 
@@ -142,7 +144,7 @@ def _explain_photos(
         table.add_column(column)
     for item in result.images:
         table.add_row(
-            Path(item.path).name,
+            markup_safe(Path(item.path).name),
             ", ".join(f"{c} {p:.0%}" for c, p in item.top3),
             " / ".join(f"{v:.0%}" for v in item.thirds),
             str(item.overlay) if item.overlay else "[red]all-zero map: nothing saved[/red]",
@@ -158,7 +160,7 @@ def _audit(
 
     options = AuditOptions(run=run, images=test_images, limit=limit, band=band, method=method,
                            layer=layer, device=device)  # fmt: skip
-    with reporting_errors(), progress_bar() as progress:
+    with reporting_errors(), locked(workspace.root, "explain --audit"), progress_bar() as progress:
         result = run_audit(workspace, options, progress=progress)
     report = result.report
     colour = {Verdict.PASS: "green", Verdict.INCONCLUSIVE: "cyan", Verdict.SUSPECT: "yellow",

@@ -13,6 +13,7 @@ from geotag.cli.common import (
     WorkspaceOption,
     console,
     files_list,
+    locked,
     progress_bar,
     reporting_errors,
     warn,
@@ -80,7 +81,7 @@ def grid(
     """
     from geotag.stages.grid import run_grid
 
-    with reporting_errors(), progress_bar() as progress:
+    with reporting_errors(), locked(workspace, "grid"), progress_bar() as progress:
         result = run_grid(
             Workspace(workspace),
             country=country,
@@ -136,7 +137,7 @@ def sample(
     """
     from geotag.stages.sample import run_sample
 
-    with reporting_errors(), progress_bar() as progress:
+    with reporting_errors(), locked(workspace, "sample"), progress_bar() as progress:
         result = run_sample(
             Workspace(workspace), per_cell=per_cell, total=total, seed=seed, progress=progress
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +15,7 @@ from geotag.cli.common import (
     WorkersOption,
     WorkspaceOption,
     console,
+    locked,
     progress_bar,
     reporting_errors,
     warn,
@@ -188,7 +190,9 @@ def train(
             highlight=False,
         )
 
-    with reporting_errors(), progress_bar(disable=not main) as progress:
+    # Under torchrun every rank runs this command; the first holds the lock for them all.
+    lock = locked(workspace, "train") if main else contextlib.nullcontext()
+    with reporting_errors(), lock, progress_bar(disable=not main) as progress:
         result = run_train(
             Workspace(workspace),
             options,

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
 MAX_CELLS = 2_000_000
+#: Half the equator: no grid has use for a wider cell.
+MAX_CELL_KM = 20_000.0
 #: Output edges longer than this are split, so that the EPSG:4326 polygon (straight in
 #: degrees between vertices) stays within metres of the true, equal-area cell.
 MAX_EDGE_KM = 25.0
@@ -312,6 +314,9 @@ def make_grid(
 def _check_options(cell_km: float, shape: str, min_region_fraction: float) -> None:
     if not isinstance(cell_km, (int, float)) or not math.isfinite(cell_km) or cell_km <= 0:
         raise InputError(f"--cell-km must be a positive number of kilometres; got {cell_km}")
+    if cell_km > MAX_CELL_KM:
+        # A cell wider than the Earth covers everything: a typo, not a grid.
+        raise InputError(f"--cell-km must be at most {MAX_CELL_KM:g} km; got {cell_km:g}")
     if shape not in SHAPES:
         raise InputError(f"unknown --shape {shape!r}; choose one of {', '.join(SHAPES)}")
     if not (math.isfinite(min_region_fraction) and 0 <= min_region_fraction <= 1):

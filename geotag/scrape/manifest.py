@@ -170,6 +170,34 @@ class Manifest:
                 (status, pano_id, tries, error, _now(), provider, point_id),
             )
 
+    def refund_point(self, provider: str, point_id: int, tries: int) -> None:
+        """Give back ``tries`` attempts of a failed point and leave it to be retried."""
+        with self._db:
+            self._db.execute(
+                "UPDATE points SET status = 'failed', attempts = MAX(attempts - ?, 0) "
+                "WHERE provider = ? AND point_id = ? AND status IN ('failed', 'rejected')",
+                (tries, provider, point_id),
+            )
+
+    def retry_failed(self, provider: str, point_ids: Iterable[int]) -> tuple[int, int]:
+        """Make failed and rejected points (of ``point_ids``) and images pending again, with
+        no attempts used; returns how many of each."""
+        wanted = [(provider, int(p)) for p in point_ids]
+        with self._db:
+            before = self._db.total_changes
+            self._db.executemany(
+                "UPDATE points SET status = 'pending', attempts = 0 WHERE provider = ? "
+                "AND point_id = ? AND status IN ('failed', 'rejected')",
+                wanted,
+            )
+            points = self._db.total_changes - before
+            images = self._db.execute(
+                "UPDATE images SET status = 'pending', attempts = 0 WHERE provider = ? "
+                "AND status IN ('failed', 'rejected')",
+                (provider,),
+            ).rowcount
+        return points, images
+
     # -- panoramas and their images --------------------------------------------------------
     def add_panorama(
         self,
@@ -181,10 +209,13 @@ class Manifest:
     ) -> bool:
         """Record a panorama and its images once; False if it was already known."""
         with self._db:
+            # ON CONFLICT, not OR IGNORE: only a known panorama is skipped; a row breaking a
+            # constraint (a NaN coordinate is NULL to SQLite) is an error, never dropped.
             inserted = self._db.execute(
-                "INSERT OR IGNORE INTO panoramas (provider, pano_id, lat, lon, cell_id, "
+                "INSERT INTO panoramas (provider, pano_id, lat, lon, cell_id, "
                 "captured, copyright, license, extra, first_point_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (provider, pano_id) DO NOTHING",
                 (
                     provider,
                     found.pano_id,
@@ -245,6 +276,16 @@ class Manifest:
                 "UPDATE images SET status = ?, attempts = attempts + ?, last_error = ?, "
                 "updated_at = ? WHERE provider = ? AND pano_id = ? AND heading = ?",
                 (status, tries, error, _now(), provider, pano_id, heading),
+            )
+
+    def refund_image(self, provider: str, pano_id: str, heading: float, tries: int) -> None:
+        """Give back ``tries`` attempts of a failed image and leave it to be retried."""
+        with self._db:
+            self._db.execute(
+                "UPDATE images SET status = 'failed', attempts = MAX(attempts - ?, 0) "
+                "WHERE provider = ? AND pano_id = ? AND heading = ? "
+                "AND status IN ('failed', 'rejected')",
+                (tries, provider, pano_id, heading),
             )
 
     # -- reading back ----------------------------------------------------------------------

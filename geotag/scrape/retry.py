@@ -23,7 +23,13 @@ MAX_RETRY_AFTER_S = 120.0
 
 
 class Retryable(Exception):
-    """A failure worth another try; ``retry_after`` is the server's hint in seconds."""
+    """A failure worth another try; ``retry_after`` is the server's hint in seconds.
+
+    ``charged``: whether it uses up one of a request's ``--max-attempts`` (a request that
+    never reached a server does not).
+    """
+
+    charged = True
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)

@@ -5,6 +5,12 @@ One ``httpx.AsyncClient`` with keep-alive, ``concurrency`` workers on one priori
 whole panoramas), a token bucket on every attempt, retries with backoff, and the manifest
 updated after every step. Files are written as ``.part`` and renamed into place before
 the manifest calls them done.
+
+A run that fails from its first step (a wrong ``--base-url``, a proxy answering HTML, a
+dead network) is misconfigured, not unlucky: it stops after ``BREAKER_STEPS`` such
+failures with nothing succeeding, and a run in which nothing succeeded charges none of
+them against ``--max-attempts``, so the same command retries them once the cause is
+fixed. Refusals of one item (400, a body over its cap, no imagery) are the item's own.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import itertools
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +31,21 @@ import httpx
 
 from geotag.errors import AuthError
 from geotag.geo.locate import OUTSIDE, CellLocator
-from geotag.scrape.http import Http, NoImagery, Rejected
+from geotag.scrape.http import DEFAULT_DEADLINE_S, MAX_REDIRECTS, Http, NoImagery, Rejected
 from geotag.scrape.manifest import ImageJob, Manifest
 from geotag.scrape.paths import image_relpath
-from geotag.scrape.providers.base import Found, Point, Provider, is_jpeg
+from geotag.scrape.providers.base import Found, Point, Provider, check_jpeg
 from geotag.scrape.ratelimit import TokenBucket
 from geotag.scrape.retry import Retryable, RetryPolicy, with_retries
 
 IMAGE_PRIORITY, LOOKUP_PRIORITY = 0, 1
+#: Failed steps, with none succeeding, after which a run stops as misconfigured.
+BREAKER_STEPS = 20
 
 
 class _Failed(Exception):
-    """Every try of one step failed; ``status`` is what the manifest records."""
+    """Every try of one step failed; ``status`` is what the manifest records and
+    ``tries`` how many of them count against ``--max-attempts``."""
 
     def __init__(self, cause: Exception, tries: int) -> None:
         super().__init__(str(cause))
@@ -64,13 +74,35 @@ class ScrapeCounts:
     images_done: int = 0
     images_existing: int = 0
     images_failed: int = 0
+    #: Images the provider said it has no imagery for (among ``images_failed``).
+    images_missing: int = 0
     retries: int = 0
     requests: int = 0
+    #: Why steps failed (redacted, printable), for "the commonest reason".
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+    #: The run stopped after BREAKER_STEPS failures with nothing succeeding.
+    stopped_early: bool = False
+    #: Failed steps whose attempts were given back because nothing in the run succeeded.
+    refunded: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def requests_per_second(self) -> float:
         return self.requests / max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def steps(self) -> int:
+        """Lookups and downloads that were tried to the end this run."""
+        return self.lookups_done + self.images_done + self.images_failed
+
+    @property
+    def failures(self) -> int:
+        """Steps that ended in a failure (no imagery is an answer, not a failure)."""
+        return self.lookups_failed + self.images_failed - self.images_missing
+
+    def commonest_failure(self) -> tuple[str, int] | None:
+        common = self.failure_reasons.most_common(1)
+        return common[0] if common else None
 
 
 @dataclass(frozen=True)
@@ -80,6 +112,7 @@ class LoopSettings:
     max_attempts: int
     max_images: int | None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    deadline_s: float = DEFAULT_DEADLINE_S
 
 
 class ScrapeLoop:
@@ -113,6 +146,10 @@ class ScrapeLoop:
         self._fatal: list[BaseException] = []
         self._stop = asyncio.Event()
         self._http: Http | None = None
+        self._succeeded = False
+        #: Failures before the first success: (kind, key, charged tries), given back if
+        #: nothing succeeds.
+        self._unproven: list[tuple[str, tuple[Any, ...], int]] = []
 
     # -- the run ---------------------------------------------------------------------------
     async def run(self, lookups: list[tuple[Point, int]], images: list[ImageJob]) -> ScrapeCounts:
@@ -129,8 +166,15 @@ class ScrapeLoop:
                 max_keepalive_connections=self.settings.concurrency,
             ),
             follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
         )
-        self._http = Http(client, TokenBucket(self.settings.rate), self.secrets, self.provider.name)
+        self._http = Http(
+            client,
+            TokenBucket(self.settings.rate),
+            self.secrets,
+            self.provider.name,
+            deadline_s=self.settings.deadline_s,
+        )
         workers = [asyncio.create_task(self._worker()) for _ in range(self.settings.concurrency)]
         try:
             joined = asyncio.create_task(self._queue.join())
@@ -144,9 +188,41 @@ class ScrapeLoop:
             await asyncio.gather(*workers, return_exceptions=True)
             if owned:
                 await client.aclose()
+            self._give_back_attempts()
         if self._fatal:
             raise self._fatal[0]
         return self.counts
+
+    # -- a misconfigured run -----------------------------------------------------------------
+    def _succeed(self) -> None:
+        self._succeeded = True
+        self._unproven.clear()
+
+    def _fail(self, kind: str, key: tuple[Any, ...], failure: _Failed, reason: str) -> None:
+        if failure.status != "no_imagery":
+            self.counts.failure_reasons[reason] += 1
+        if self._succeeded or failure.status != "failed":
+            # Only failures that say nothing about the item (unreachable, not the API's
+            # answer, 5xx, deadlines) can mean the run is misconfigured; a refusal of this
+            # one image or point (400, too large, no imagery) is about the item.
+            return
+        self._unproven.append((kind, key, failure.tries))
+        if len(self._unproven) >= BREAKER_STEPS:
+            self.counts.stopped_early = True
+            self._stop.set()
+
+    def _give_back_attempts(self) -> None:
+        """Nothing succeeded: the failures say nothing about the points, so charge none."""
+        if self._succeeded or not self._unproven:
+            return
+        name = self.provider.name
+        for kind, key, tries in self._unproven:
+            if kind == "point":
+                self.manifest.refund_point(name, key[0], tries)
+            else:
+                self.manifest.refund_image(name, key[0], key[1], tries)
+        self.counts.refunded = len(self._unproven)
+        self._unproven.clear()
 
     def _put(self, priority: int, item: Any) -> None:
         self._queue.put_nowait((priority, next(self._order), item))
@@ -180,14 +256,19 @@ class ScrapeLoop:
 
     # -- steps -----------------------------------------------------------------------------
     async def _attempts(self, operation: Callable[[], Any], done_before: int) -> tuple[Any, int]:
-        """Run ``operation`` with retries; returns (result, tries made)."""
+        """Run ``operation`` with retries; returns (result, tries charged)."""
         tries = 0
         left = max(1, self.settings.max_attempts - done_before)
 
         async def attempt() -> Any:
             nonlocal tries
             tries += 1
-            return await operation()
+            try:
+                return await operation()
+            except Retryable as failure:
+                if not failure.charged:
+                    tries -= 1
+                raise
 
         def note(failure: Retryable, attempt_no: int, wait: float) -> None:
             self.counts.retries += 1
@@ -208,18 +289,16 @@ class ScrapeLoop:
         try:
             found, tries = await self._attempts(lambda: self.provider.lookup(http, point), attempts)
         except _Failed as failure:
+            reason = http.server_text(failure.reason)
             self.manifest.point_done(
-                name,
-                point.point_id,
-                failure.status,
-                None,
-                failure.tries,
-                http.redact(failure.reason),
+                name, point.point_id, failure.status, None, failure.tries, reason
             )
             self.counts.lookups_failed += 1
+            self._fail("point", (point.point_id,), failure, reason)
             return
         finally:
             self.counts.lookups_done += 1
+        self._succeed()
         if found is None:
             self.manifest.point_done(name, point.point_id, "no_imagery", None, tries)
             self.counts.no_imagery += 1
@@ -247,7 +326,11 @@ class ScrapeLoop:
         if target.is_file():
             # Renamed into place, then killed before the manifest heard of it: keep it.
             body = target.read_bytes()
-            if is_jpeg(body):
+            try:
+                check_jpeg(body)
+            except (Retryable, Rejected):
+                pass  # not a whole JPEG: fetch it again
+            else:
                 self._mark_done(job, body, 0)
                 self.counts.images_existing += 1
                 return
@@ -258,16 +341,15 @@ class ScrapeLoop:
                 lambda: self.provider.fetch(http, job.found, job.heading), job.attempts
             )
         except _Failed as failure:
+            reason = http.server_text(failure.reason)
             self.manifest.image_failed(
-                name,
-                job.found.pano_id,
-                job.heading,
-                failure.status,
-                http.redact(failure.reason),
-                failure.tries,
+                name, job.found.pano_id, job.heading, failure.status, reason, failure.tries
             )
             self.counts.images_failed += 1
+            self.counts.images_missing += failure.status == "no_imagery"
+            self._fail("image", (job.found.pano_id, job.heading), failure, reason)
             return
+        self._succeed()
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         part.write_bytes(body)

@@ -30,6 +30,9 @@ class ImportResult:
     seconds: float
     linked: int = 0  # of ``imported``: hard links rather than copies
     converted: int = 0  # of ``imported``: re-encoded from PNG, TIFF ... to JPEG
+    # Lines for the user that are not skips: what a folder walk left out (sidecars, hidden
+    # files, counted), and animated images of which only the first frame was imported.
+    notes: tuple[str, ...] = ()
 
     def by_reason(self) -> dict[str, tuple[Skipped, ...]]:
         """The skipped images under every reason of ingest.SKIP_REASONS, in source order."""
@@ -59,6 +62,7 @@ def run_import(
     from geotag.dataset import IMAGE_COLUMNS, merge_images, read_images, write_images
     from geotag.geo.locate import CellLocator
     from geotag.gridfile import load_grid
+    from geotag.images import FIRST_FRAME
 
     progress = progress or NullProgress()
     started = time.perf_counter()
@@ -69,7 +73,8 @@ def run_import(
     grid = load_grid(workspace)
     progress.start(f"reading {source.name}", None)
     skipped: list[Skipped] = []
-    candidates = ingest.read_source(source, kind, workspace, skipped)
+    notes: list[str] = []
+    candidates = ingest.read_source(source, kind, workspace, skipped, notes)
     decoded = ingest.decode_all(candidates, progress)
 
     progress.start("locating cells", None)
@@ -91,6 +96,8 @@ def run_import(
                 continue
             linked += how == "linked"
             converted += how == "converted"
+            if item.decoded.animated:
+                notes.append(f"{item.candidate.label}: {FIRST_FRAME}")
             rows.append(ingest.row(item, relpath, provider, license))
             progress.advance()
     finally:
@@ -117,4 +124,5 @@ def run_import(
         seconds=time.perf_counter() - started,
         linked=linked,
         converted=converted,
+        notes=tuple(notes),
     )

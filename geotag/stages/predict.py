@@ -41,6 +41,7 @@ class PredictResult:
     predictions: tuple[Prediction, ...]
     bad: tuple[tuple[str, str], ...] = field(default=())  # (path, why)
     map: Path | None = None
+    notes: tuple[tuple[str, str], ...] = field(default=())  # (path, what): used, with a caveat
 
 
 def _true_location(path: Path) -> tuple[float, float] | None:
@@ -51,7 +52,7 @@ def _true_location(path: Path) -> tuple[float, float] | None:
     try:
         with Image.open(path) as image:
             info = read_exif(image)
-    except (OSError, ValueError, SyntaxError):
+    except Exception:  # the pixels were read; an odd header only costs the true location
         return None
     return (info.lat, info.lon) if info.lat is not None and info.lon is not None else None
 
@@ -86,7 +87,7 @@ def run_predict(
     from geotag.evaluate.prediction import CellGuess, Prediction
     from geotag.geo.distance import haversine_km
     from geotag.gridfile import load_grid
-    from geotag.images import usable_images
+    from geotag.images import FIRST_FRAME, animated, usable_images
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
@@ -122,6 +123,9 @@ def run_predict(
     if not usable:
         raise InputError("no image could be decoded: " + "; ".join(f"{p}: {w}" for p, w in bad[:3]))
     probs = probs[ok]
+    # An animated GIF (PNG, WebP) is predicted from its first frame, as Pillow decodes it
+    # and as it is when named alone; the user is told, since later frames may differ.
+    notes = tuple((str(p), FIRST_FRAME) for p in usable if animated(p))
     groups: list[tuple[Path, ...]] = [(p,) for p in usable]
     if options.fuse and len(usable) > 1:
         probs = probs.mean(axis=0, keepdims=True)
@@ -164,7 +168,7 @@ def run_predict(
         )
     if options.map is not None:
         _draw_map(workspace, grid or load_grid(workspace), predictions[0], options.map)
-    return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map)
+    return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map, notes)
 
 
 def _draw_map(workspace: Workspace, grid: Grid, prediction: Prediction, path: Path) -> None:

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from geotag.errors import InputError
 from geotag.geo.defaults import DEFAULT_PER_CELL, DEFAULT_SEED
 from geotag.progress import NullProgress, Progress
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: Seeds run from 0 to 2**32 - 1: numpy refuses negative seeds, its legacy generators (and
+#: many other tools a recorded seed is handed to) stop at 2**32 - 1, and geotag.toml's
+#: integers at 2**63 - 1.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ def run_sample(
 
     progress = progress or NullProgress()
     started = time.perf_counter()
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed must be a whole number from 0 to {MAX_SEED}; got {seed}")
     if per_cell is None and total is None:
         per_cell = DEFAULT_PER_CELL
     quota = Quota(per_cell=per_cell, total=total)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 MAX_SIZE = 640
 MAX_FOV = 120.0
+#: Longest a request may take, body included, before it counts as failed (seconds).
+DEFAULT_DEADLINE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class ScrapeOptions:
     signing_secret: str | None = field(default=None, repr=False)
     provider_options: Mapping[str, object] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Above this share of failed steps the run reports failure (exit 1 in the CLI).
+    max_failure_rate: float = 0.5
+    #: Make failed and rejected points and images pending again, attempts reset.
+    retry_failed: bool = False
+    deadline_s: float = DEFAULT_DEADLINE_S
 
     def settings(self) -> dict[str, object]:
         """What geotag.toml records: never the key or the secret.
@@ -70,6 +77,8 @@ class ScrapeOptions:
             "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
             "base_url": self.base_url,
             "signed": self.signing_secret is not None,
+            "max_failure_rate": self.max_failure_rate,
+            "deadline": self.deadline_s,
         } | {f"{self.provider}_{name}": value for name, value in provider_options.items()}
 
 
@@ -94,6 +103,11 @@ class ScrapeResult:
     dry_run: DryRun | None = None
     notices: tuple[str, ...] = ()
     stale_parts_removed: int = 0
+    #: Why the run counts as failed (nothing succeeded, too many failures, stopped as
+    #: misconfigured), in one line; None when it did its job.
+    problem: str | None = None
+    #: Points and images made pending again by ``retry_failed``.
+    reset: tuple[int, int] = (0, 0)
 
 
 def _check_options(options: ScrapeOptions) -> None:
@@ -119,6 +133,30 @@ def _check_options(options: ScrapeOptions) -> None:
         raise InputError(f"--max-attempts must be at least 1; got {options.max_attempts}")
     if options.max_images is not None and options.max_images < 0:
         raise InputError(f"--max-images must be zero or more; got {options.max_images}")
+    if not (math.isfinite(options.max_failure_rate) and 0 <= options.max_failure_rate <= 1):
+        raise InputError(f"--max-failure-rate must lie in [0, 1]; got {options.max_failure_rate}")
+    if not (math.isfinite(options.deadline_s) and options.deadline_s > 0):
+        raise InputError(
+            f"--deadline must be a positive number of seconds; got {options.deadline_s}"
+        )
+    if options.base_url is not None:
+        _check_base_url(options.base_url)
+
+
+def _check_base_url(url: str) -> None:
+    """An http(s) URL with a host: anything else fails every request the same way."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        # The value is not echoed: a pasted URL may carry a key.
+        raise InputError(
+            "--base-url must be an http(s) URL with a host, like http://127.0.0.1:8000"
+        )
 
 
 def run_scrape(
@@ -158,6 +196,9 @@ def run_scrape(
         manifest = stack.enter_context(Manifest(workspace.manifest))
         manifest.add_points(provider.name, points)
         point_ids = [p.point_id for p in points]
+        reset = (0, 0)
+        if options.retry_failed and not options.dry_run:
+            reset = manifest.retry_failed(provider.name, point_ids)
         lookups = manifest.points_to_look_up(provider.name, point_ids, options.max_attempts)
         images = manifest.images_to_fetch(provider.name, options.max_attempts)
         if options.dry_run:
@@ -188,6 +229,7 @@ def run_scrape(
                     max_attempts=options.max_attempts,
                     max_images=options.max_images,
                     retry=options.retry,
+                    deadline_s=options.deadline_s,
                 ),
                 secrets=(key, options.signing_secret),
                 client=client,
@@ -208,8 +250,47 @@ def run_scrape(
                 interrupted=interrupted,
                 notices=notices,
                 stale_parts_removed=removed,
+                problem=None if interrupted else _problem(loop.counts, options.max_failure_rate),
+                reset=reset,
             )
     return result
+
+
+def _problem(counts: ScrapeCounts, max_failure_rate: float) -> str | None:
+    """Why the run failed at its job, in one line naming the commonest reason; or None."""
+    failed, steps = counts.failures, counts.steps
+    common = counts.commonest_failure()
+    if not failed or common is None:
+        return None
+    reason, times = common
+    commonest = f"commonest reason: {reason} ({times:,} time{'s' if times != 1 else ''})"
+    given_back = (
+        "; none of them used up --max-attempts, so rerunning once it is fixed retries them"
+        if counts.refunded
+        else ""
+    )
+    if counts.stopped_early:
+        return (
+            f"stopped after the first {failed:,} steps all failed ({commonest}): check "
+            f"--base-url, the key and the network{given_back}"
+        )
+    # Lookups or downloads that all failed are a failed run whatever the threshold says.
+    for what, tried, ok in (
+        ("lookups", counts.lookups_done, counts.lookups_done - counts.lookups_failed),
+        (
+            "downloads",
+            counts.images_done + counts.images_failed - counts.images_missing,
+            counts.images_done,
+        ),
+    ):
+        if tried and not ok:
+            return f"every one of {tried:,} {what} failed ({commonest}){given_back}"
+    if failed > max_failure_rate * steps:
+        return (
+            f"{failed:,} of {steps:,} steps failed ({failed / steps:.0%}, over "
+            f"--max-failure-rate {max_failure_rate:g}; {commonest}); rerun to retry them"
+        )
+    return None
 
 
 def _load_points(workspace: Workspace, shard: tuple[int, int] | None) -> list[Point]:

@@ -7,6 +7,7 @@ data-parallel training; only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import random
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geotag import __version__, contracts
-from geotag.errors import InputError
+from geotag.errors import DataError, InputError
 from geotag.progress import NullProgress, Progress
 from geotag.train.device import DEVICES
 from geotag.workspace import RunFolder, Workspace
@@ -93,7 +94,10 @@ class TrainResult:
     files: tuple[Path, ...] = field(default=())
 
 
-def _check_options(options: TrainOptions) -> None:
+def _check_options(options: TrainOptions, runs: Path) -> None:
+    """Refuse unusable options with one line naming the option (``runs``: the runs folder)."""
+    from geotag.train.runs import check_run_name
+
     o = options
     if o.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {o.batch_size}")
@@ -138,8 +142,22 @@ def _check_options(options: TrainOptions) -> None:
         raise InputError(f"--workers must be zero or more; got {o.workers}")
     if o.weights is not None and not Path(o.weights).is_file():
         raise InputError(f"--weights {o.weights} is not a file")
-    if o.name is not None and (not o.name.strip() or "/" in o.name or o.name.startswith(".")):
-        raise InputError(f"--name must be a plain folder name; got {o.name!r}")
+    if o.name is not None:
+        check_run_name(o.name, "--name", runs)
+
+
+def _check_recorded(options: TrainOptions, runs: Path, source: Path) -> None:
+    """The options a run recorded (config.json's ``arguments``), checked as given ones are;
+    a bad one is one line naming the field. The weights only start a fold: a resumed run
+    needs them no more, and a fold that does need them says so itself."""
+    try:
+        _check_options(replace(options, weights=None), runs)
+    except InputError as exc:
+        option = str(exc).partition(" ")[0]
+        field = "arguments"
+        if option.startswith("--"):
+            field += "." + option.removeprefix("--").replace("-", "_")
+        raise DataError(f"{source}: field {field!r}: {exc}") from None
 
 
 # -- samples and folds --------------------------------------------------------------------
@@ -203,7 +221,7 @@ def run_train(
     started = time.perf_counter()
     progress = progress or NullProgress()
     notice = on_notice or (lambda text: None)
-    _check_options(options)
+    _check_options(options, workspace.runs_dir)
     workspace.require(workspace.images_parquet, "run `geotag scrape` or `geotag import` first")
     grid = load_grid(workspace)
     cell_area = grid.cell_area_km2 if math.isfinite(grid.cell_area_km2) else grid.cell_km**2
@@ -230,6 +248,7 @@ def run_train(
             workers=options.workers,
             device=options.device,
         )
+        _check_recorded(options, workspace.runs_dir, run.config_path)
     else:
         check_architecture(options.model)
 
@@ -240,15 +259,16 @@ def run_train(
     if device.type == "cuda" and ranks.distributed:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
+    # A new run is unfinished until its first epoch is saved: should the command fail
+    # before then, the run goes, and the workspace is left as it was.
+    unfinished: _Unfinished | None = None
     try:
         name = distributed.agree(
             options.name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S"), ranks
         )
         run = workspace.run_folder(name)
-        if not resume and run.config_path.exists():
-            raise InputError(
-                f"run {name!r} exists; pass --resume to continue it or --name for a new one"
-            )
+        if not resume:
+            _check_free(run)
 
         images = read_images(workspace)
         classes, left_out = choose_classes(images, grid.cells, options.min_images_per_cell)
@@ -352,20 +372,29 @@ def run_train(
             arguments=contracts.to_json(options),
             val_fraction=options.val_fraction,
         )
+        settings = {"run": name, "model": options.model}
         if ranks.is_main:
             if not resume:
-                run.folder.mkdir(parents=True, exist_ok=True)
+                unfinished = _start(workspace, run)
                 _write_folds(run.folds_path, views, groups, folds)
             write_config(run, config)
-            workspace.record("train", {"run": name, "model": options.model})
+            if resume:
+                workspace.record("train", settings)
         distributed.barrier(ranks)
+
+        def epoch_saved(result: EpochResult) -> None:
+            # The first saved epoch makes the run one to resume, evaluate and keep.
+            if ranks.is_main and _finish_start(run):
+                workspace.record("train", settings)
+            if on_epoch is not None:
+                on_epoch(result)
 
         outcomes = {}
         for fold in fold_list:
             fold_classes = ClassMap(classes.cell_ids, *fold_points[str(fold)].as_tuples())
             outcomes[fold] = _train_fold(
                 workspace, run, options, fold, fold_classes, pre, samples, splits[fold], device,
-                ranks, progress, on_epoch, resume, tau_km, grid.cell_km, grid.region.geometry,
+                ranks, progress, epoch_saved, resume, tau_km, grid.cell_km, grid.region.geometry,
             )  # fmt: skip
         if ranks.is_main:
             write_config(run, replace(config, predictor=_choose_predictor(run, config)))
@@ -382,8 +411,84 @@ def run_train(
             seconds=time.perf_counter() - started,
             files=(run.config_path, run.folds_path),
         )
+    except BaseException:
+        if unfinished is not None:
+            unfinished.discard()
+        raise
     finally:
         distributed.stop(ranks)
+
+
+# -- a new run's folder -------------------------------------------------------------------
+def _check_free(run: RunFolder) -> None:
+    """Refuse to start run ``run`` where a run is, or a folder that is none; an unfinished
+    start of the same name (killed before its first epoch) may be replaced."""
+    from geotag.train.runs import incomplete_marker, is_complete
+
+    if is_complete(run):
+        raise InputError(
+            f"run {run.name!r} exists; pass --resume to continue it or --name for a new one"
+        )
+    if incomplete_marker(run).is_file():
+        return
+    if run.folder.exists() and (not run.folder.is_dir() or any(run.folder.iterdir())):
+        raise InputError(f"{run.folder} exists and holds no run; remove it or pass another --name")
+
+
+@dataclass(frozen=True)
+class _Unfinished:
+    """A run this command started, until its first epoch is saved: what to remove, and
+    what to put back, should the command fail before then."""
+
+    run: RunFolder
+    runs_dir_made: bool  # runs/ itself was made for it
+    folder_was_empty: bool  # an empty runs/NAME was there before
+
+    def discard(self) -> None:
+        import shutil
+
+        from geotag.train.runs import incomplete_marker
+
+        if not incomplete_marker(self.run).is_file():
+            return  # its first epoch was saved: a run to resume, not to remove
+        shutil.rmtree(self.run.folder, ignore_errors=True)
+        if self.folder_was_empty:
+            self.run.folder.mkdir()
+        elif self.runs_dir_made:
+            with contextlib.suppress(OSError):  # not empty: another run started meanwhile
+                self.run.folder.parent.rmdir()
+
+
+def _start(workspace: Workspace, run: RunFolder) -> _Unfinished:
+    """Make the run's folder with its marker of an unfinished run (replacing an earlier
+    unfinished start of the same name): the run is nobody's latest until the marker goes."""
+    import shutil
+
+    from geotag.atomic import write_text
+    from geotag.train.runs import incomplete_marker
+
+    made = not workspace.runs_dir.exists()
+    empty = run.folder.is_dir() and not any(run.folder.iterdir())
+    if run.folder.exists():
+        shutil.rmtree(run.folder)
+    run.folder.mkdir(parents=True)
+    write_text(
+        incomplete_marker(run),
+        "This run has not saved its first epoch yet; geotag train removes this file then.\n",
+    )
+    return _Unfinished(run, made, empty)
+
+
+def _finish_start(run: RunFolder) -> bool:
+    """Remove the marker of an unfinished run, once its first epoch is saved; whether it
+    was there."""
+    from geotag.train.runs import incomplete_marker
+
+    marker = incomplete_marker(run)
+    if not marker.is_file():
+        return False
+    marker.unlink()
+    return True
 
 
 def _write_folds(

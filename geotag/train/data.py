@@ -57,23 +57,76 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Preprocessing:
-        """config.json's ``preprocessing``; a damaged one is one line naming what is wrong."""
+    def from_json(cls, data: dict[str, Any], source: str = "config.json") -> Preprocessing:
+        """config.json's ``preprocessing``; a damaged one is one line naming the field
+        (``source`` names the file)."""
         from geotag.errors import GeotagError
         from geotag.train.bands import parse_band
 
-        try:
-            mean, std = data["mean"], data["std"]
-            return cls(
-                input_size=int(data["input_size"]),
-                mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-                std=(float(std[0]), float(std[1]), float(std[2])),
-                interpolation=str(data.get("interpolation", "bicubic")),
-                crop_pct=float(data.get("crop_pct", 1.0)),
-                mask=parse_band(data["mask"]) if data.get("mask") else None,
+        def bad(name: str, why: str) -> DataError:
+            return DataError(f"{source}: field 'preprocessing.{name}': {why}")
+
+        unknown = sorted(set(data) - set(PREPROCESSING_FIELDS))
+        if unknown:
+            raise DataError(f"{source}: unknown field 'preprocessing.{unknown[0]}'")
+        for name in ("input_size", "mean", "std"):
+            if name not in data:
+                raise DataError(f"{source}: missing field 'preprocessing.{name}'")
+        size = data["input_size"]
+        low, high = INPUT_SIZES
+        if not _is_int(size) or not low <= size <= high:
+            raise bad(
+                "input_size", f"must be a whole number of pixels in {low}..{high}; got {size!r}"
             )
-        except (KeyError, IndexError, TypeError, ValueError, GeotagError) as exc:
-            raise DataError(f"config.json's preprocessing is damaged ({exc!r})") from None
+        mean = _channels(data["mean"], lambda v: 0.0 <= v <= 1.0)
+        if mean is None:
+            raise bad("mean", f"must be 3 numbers in [0, 1]; got {data['mean']!r}")
+        std = _channels(data["std"], lambda v: v > 0.0)
+        if std is None:
+            raise bad("std", f"must be 3 positive numbers; got {data['std']!r}")
+        interpolation = data.get("interpolation", "bicubic")
+        if interpolation not in INTERPOLATIONS:
+            raise bad(
+                "interpolation",
+                f"must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}",
+            )
+        crop_pct = data.get("crop_pct", 1.0)
+        if not (_is_number(crop_pct) and 0.0 < crop_pct <= 1.0):
+            raise bad("crop_pct", f"must lie in (0, 1]; got {crop_pct!r}")
+        mask = data.get("mask")
+        if mask is not None and not isinstance(mask, str):
+            raise bad("mask", f"must be a band such as 'bottom:0.1', or null; got {mask!r}")
+        try:
+            band = parse_band(mask) if mask else None
+        except GeotagError as exc:
+            raise bad("mask", str(exc)) from None
+        return cls(size, mean, std, str(interpolation), float(crop_pct), band)
+
+
+#: ``config.json``'s ``preprocessing`` holds these (Preprocessing.to_json).
+PREPROCESSING_FIELDS = ("input_size", "mean", "std", "interpolation", "crop_pct", "mask")
+#: Input sides a run may record, in pixels: --image-size allows 16..1024, and timm's
+#: own default sizes stay far below the upper end.
+INPUT_SIZES = (16, 4096)
+#: What timm's transforms can resize with.
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _channels(value: object, ok: Callable[[float], bool]) -> tuple[float, float, float] | None:
+    """Three finite numbers that each pass ``ok`` (one per RGB channel), or None."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        return None
+    if not all(_is_number(v) and ok(float(v)) for v in value):
+        return None
+    return float(value[0]), float(value[1]), float(value[2])
 
 
 def preprocessing_for(

@@ -1,14 +1,19 @@
 """A trained run on disk: ``runs/<name>/`` with its config, folds and per-fold weights.
 
 ``config.json`` is :class:`RunConfig`, written and read through one dataclass: every
-default lives there, and an unknown or ill-typed field is refused with one line naming
-it. Later stages (eval, predict, explain) build the model from it alone. The run's paths
-are :class:`~geotag.workspace.RunFolder`'s.
+default lives there, and an unknown or ill-typed field, or a value no run can have, is
+refused with one line naming it. Later stages (eval, predict, explain) build the model
+from it alone. A run is opened by a plain name under ``runs/``, and one that has not saved
+its first epoch is nobody's latest. The run's paths are
+:class:`~geotag.workspace.RunFolder`'s.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geotag import contracts
@@ -78,6 +83,87 @@ class RunConfig:
     def selected_on_inner_split(self) -> bool:
         return self.val_fraction is not None
 
+    def check(self, source: str) -> None:
+        """Refuse values of the right type that no run can have, with one line naming the
+        field (``source`` names the file); pydantic has already checked the types."""
+        from geotag.evaluate.metrics import PREDICTORS
+        from geotag.train.data import Preprocessing
+        from geotag.train.model import FUSIONS, check_architecture
+
+        def bad(name: str, why: str) -> DataError:
+            return DataError(f"{source}: field {name!r}: {why}")
+
+        try:  # the architecture only: its pretrained tag is never loaded from a run
+            check_architecture(self.model.partition(".")[0])
+        except InputError as exc:
+            raise bad("model", str(exc)) from None
+        if len(self.classes) < 2:
+            raise bad("classes", f"a run has at least two classes; got {len(self.classes)}")
+        if len(set(self.classes)) != len(self.classes):
+            raise bad("classes", "names a cell id twice")
+        _check_points(bad, "centre_", self.centre_lat, self.centre_lon, len(self.classes))
+        Preprocessing.from_json(self.preprocessing, source)
+        if self.views < 1:
+            raise bad("views", f"must be at least 1; got {self.views}")
+        if self.fusion not in FUSIONS:
+            raise bad("fusion", f"must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
+        if self.folds < 2:
+            raise bad("folds", f"must be at least 2; got {self.folds}")
+        for i, fold in enumerate(self.folds_trained):
+            if not 0 <= fold < self.folds:
+                raise bad(f"folds_trained.{i}", f"must lie in 0..{self.folds - 1}; got {fold}")
+        if len(set(self.folds_trained)) != len(self.folds_trained):
+            raise bad("folds_trained", "names a fold twice")
+        for name, value in (("tau_km", self.tau_km), ("cell_km", self.cell_km)):
+            if not (math.isfinite(value) and value > 0):
+                raise bad(name, f"must be a positive number; got {value}")
+        if not (math.isfinite(self.buffer_km) and self.buffer_km >= 0):
+            raise bad("buffer_km", f"must be zero or more; got {self.buffer_km}")
+        if self.val_fraction is not None and not 0.0 < self.val_fraction <= 0.5:
+            raise bad("val_fraction", f"must lie in (0, 0.5]; got {self.val_fraction}")
+        if self.predictor is not None and self.predictor not in PREDICTORS:
+            raise bad(
+                "predictor", f"must be one of {', '.join(PREDICTORS)}; got {self.predictor!r}"
+            )
+        if self.points_from not in POINTS_FROM:
+            raise bad(
+                "points_from",
+                f"must be one of {', '.join(map(repr, POINTS_FROM))}; got {self.points_from!r}",
+            )
+        for key, points in self.fold_points.items():
+            _check_fold_key(bad, "fold_points", key, self.folds)
+            _check_points(bad, f"fold_points.{key}.", points.lat, points.lon, len(self.classes))
+        for key, count in self.buffered.items():
+            _check_fold_key(bad, "buffered", key, self.folds)
+            if count < 0:
+                raise bad(f"buffered.{key}", f"must be zero or more; got {count}")
+
+
+#: Where a run's class points come from (RunConfig.points_from).
+POINTS_FROM = ("training images", "grid centroids")
+
+
+def _check_points(
+    bad: Callable[[str, str], DataError],
+    prefix: str,
+    lat: tuple[float, ...],
+    lon: tuple[float, ...],
+    classes: int,
+) -> None:
+    """One point per class, each a real place: lat in [-90, 90], lon in [-180, 180]
+    (``prefix``: the fields' names up to ``lat`` and ``lon``)."""
+    for name, values, limit in ((f"{prefix}lat", lat, 90.0), (f"{prefix}lon", lon, 180.0)):
+        if len(values) != classes:
+            raise bad(name, f"holds {len(values)} value(s) but 'classes' holds {classes}")
+        for i, value in enumerate(values):
+            if not (math.isfinite(value) and -limit <= value <= limit):
+                raise bad(f"{name}.{i}", f"must lie in [-{limit:g}, {limit:g}]; got {value}")
+
+
+def _check_fold_key(bad: Callable[[str, str], DataError], name: str, key: str, folds: int) -> None:
+    if not (key.isdigit() and int(key) < folds):
+        raise bad(f"{name}.{key}", f"is no fold of 0..{folds - 1}")
+
 
 @contracts.contract
 @dataclass(frozen=True)
@@ -107,10 +193,40 @@ def write_config(run: RunFolder, config: RunConfig) -> None:
 
 
 def read_config(run: RunFolder) -> RunConfig:
+    """The run's config.json, its types and values checked (one line naming a bad field)."""
     path = run.config_path
     if not path.is_file():
         raise DataError(f"{path} is missing: the run did not start properly")
-    return contracts.read(RunConfig, path)
+    config = contracts.read(RunConfig, path)
+    config.check(str(path))
+    return config
+
+
+#: A run that has not saved its first epoch holds this file: train writes it before
+#: config.json and removes it once the first fold's first epoch is saved (from then on the
+#: run can be resumed). A train that fails before then removes the whole run; one killed
+#: outright leaves the marker: such a run is never the latest, and a new train replaces it.
+INCOMPLETE = "incomplete"
+
+
+def incomplete_marker(run: RunFolder) -> Path:
+    return run.folder / INCOMPLETE
+
+
+def is_complete(run: RunFolder) -> bool:
+    """Whether ``run`` is a run to read: config.json written, first epoch saved."""
+    return run.config_path.is_file() and not incomplete_marker(run).exists()
+
+
+def check_run_name(name: str, option: str, runs_dir: Path) -> None:
+    """Refuse a run name that is no plain folder of ``runs_dir``: an absolute path, ``..``
+    or a path separator would read or write outside the workspace's runs, and ``.``, a
+    hidden name or an empty one names no run. One rule for train's ``--name`` and every
+    stage's ``--run``; ``option`` names the option in the message."""
+    if not name.strip():
+        raise InputError(f"{option} must be the name of a run in {runs_dir}; got {name!r}")
+    if name.startswith(".") or any(c in name for c in "/\\\0") or Path(name).is_absolute():
+        raise InputError(f"{option} must be the name of a run in {runs_dir}, not a path: {name!r}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +257,7 @@ class Run(RunFolder):
     def preprocessing(self) -> Preprocessing:
         from geotag.train.data import Preprocessing
 
-        return Preprocessing.from_json(self.config.preprocessing)
+        return Preprocessing.from_json(self.config.preprocessing, str(self.config_path))
 
     @property
     def architecture(self) -> str:
@@ -186,17 +302,33 @@ class Run(RunFolder):
 
 
 def open_run(workspace: Workspace, name: str | None = None) -> Run:
-    """The named run, or the workspace's latest (by the time its config was written)."""
+    """The named run, or the workspace's latest (by the time its config was written).
+
+    ``name`` must be a plain folder name of ``runs/``: eval and explain write into the run,
+    so a path would let them write into another workspace. A run that never finished its
+    first epoch is nobody's latest.
+    """
     runs = workspace.runs_dir
-    configs = [p for p in runs.glob("*/config.json") if p.is_file()]
+    if name is not None:
+        check_run_name(name, "--run", runs)
+    complete = [
+        RunFolder(p.parent)
+        for p in runs.glob("*/config.json")
+        if not p.parent.name.startswith(".") and is_complete(RunFolder(p.parent))
+    ]
     if name is None:
-        if not configs:
+        if not complete:
             raise InputError(f"no trained run in {runs}; run `geotag train` first")
-        folder = RunFolder(sorted(configs, key=lambda p: p.stat().st_mtime)[-1].parent)
+        folder = max(complete, key=lambda r: r.config_path.stat().st_mtime)
     else:
         folder = workspace.run_folder(name)
         if not folder.config_path.is_file():
-            known = sorted(p.parent.name for p in configs)
+            known = sorted(r.name for r in complete)
             hint = f"; runs here: {', '.join(known)}" if known else ""
             raise InputError(f"no run named {name!r} in {runs}{hint}")
+        if not is_complete(folder):
+            raise InputError(
+                f"run {name!r} stopped before its first epoch was saved: continue it with "
+                f"`geotag train --name {name} --resume`, or train it again"
+            )
     return Run(folder.folder, config=read_config(folder))

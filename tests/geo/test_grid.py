@@ -138,6 +138,8 @@ def test_bad_cell_sizes(india: Region) -> None:
     for value in (0, -5, math.nan, math.inf):
         with pytest.raises(InputError, match="--cell-km must be a positive number"):
             make_grid(india, value)
+    with pytest.raises(InputError, match="--cell-km must be at most 20000 km; got 1e"):
+        make_grid(india, 1e308)  # was an unexpected OverflowError from cell_km**2
     with pytest.raises(
         InputError,
         match=r"--cell-km 1 would give about 3,1\d\d,\d{3} cells over India "

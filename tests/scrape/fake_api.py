@@ -29,11 +29,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Reply:
-    """One canned answer."""
+    """One canned answer; ``stream``, when given, is called for the body's chunks instead
+    (sent as they come, with no Content-Length unless ``headers`` has one: for bodies too
+    big to build, or ones that drip)."""
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Callable[[], Iterable[bytes]] | None = None
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> Reply:
@@ -127,7 +130,18 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
-            if not any(name.lower() == "content-length" for name in reply.headers):
+            declared = any(name.lower() == "content-length" for name in reply.headers)
+            if reply.stream is not None:
+                self.close_connection = True  # the body ends when the connection does
+                self.end_headers()
+                try:
+                    for chunk in reply.stream():
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on it, as it should
+                return
+            if not declared:
                 self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
             self.wfile.write(reply.body)

@@ -255,7 +255,7 @@ def image(api: FakeApi, reply: Reply) -> bytes:
 
 
 def test_requests_carry_the_documented_parameters() -> None:
-    body = jpeg_bytes()
+    body = jpeg_bytes(size=(320, 320))
     with serving() as (api,):
         found = metadata(
             api,
@@ -328,7 +328,7 @@ def test_image_answers_are_sorted_into_no_imagery_rejected_retry_and_stop() -> N
             image(api, Reply(400, b"Invalid request."))
         # A complete HTTP answer whose body is not a whole JPEG is never saved.
         for bad in (body[: len(body) // 2], b"<html>error</html>"):
-            with pytest.raises(Retryable, match="not a complete JPEG"):
+            with pytest.raises(Retryable, match="does not decode as a JPEG"):
                 image(api, Reply(200, bad, {"Content-Type": "image/jpeg"}))
         with pytest.raises(AuthError) as raised:
             image(api, Reply(403, b"The provided API key is invalid."))

@@ -114,13 +114,17 @@ def test_lookup_parses_an_item() -> None:
     assert hit.copyright == "bob"
     assert hit.license == "etalab-2.0"
     assert hit.headings == (40.5,)
-    assert hit.extra == {"asset": "https://panoramax.example.org/api/pictures/0a1b-uuid/hd.jpg"}
+    # The documented 2048 px copy, not the original: plenty for training, lighter to serve.
+    assert hit.extra == {
+        "asset": "https://panoramax.example.org/api/pictures/0a1b-uuid/sd.jpg",
+        "asset_name": "sd",
+    }
 
 
 def test_missing_fields_fall_back_sensibly() -> None:
     picture = item("p2", datetime="2022-01-02T03:04:05Z", **{"geovisio:producer": "carol"})
     del picture["properties"]["license"], picture["properties"]["view:azimuth"]
-    del picture["providers"], picture["assets"]["hd"]
+    del picture["providers"], picture["assets"]["sd"]
     with serving() as (api,):
         api.route("/api/search", collection(picture))
         hit = lookup(api)
@@ -129,7 +133,10 @@ def test_missing_fields_fall_back_sensibly() -> None:
     assert hit.copyright == "carol"  # from geovisio:producer
     assert hit.headings == (0.0,)
     assert hit.captured == "2022-01-02"
-    assert hit.extra == {"asset": "https://panoramax.example.org/api/pictures/p2/sd.jpg"}
+    assert hit.extra == {
+        "asset": "https://panoramax.example.org/api/pictures/p2/hd.jpg",
+        "asset_name": "hd",
+    }
 
 
 def test_the_producer_is_the_first_provider_with_that_role() -> None:
@@ -213,7 +220,7 @@ def test_fetch_downloads_the_recorded_asset_following_a_storage_redirect() -> No
 def test_a_truncated_or_non_jpeg_picture_is_retryable(body: bytes) -> None:
     with serving() as (api,):
         api.route("/hd.jpg", Reply(200, body, {"Content-Type": "image/jpeg"}))
-        with pytest.raises(Retryable, match="not a complete JPEG"):
+        with pytest.raises(Retryable, match="does not decode as a JPEG"):
             fetch(found_at(f"{api.url}/hd.jpg"))
 
 

@@ -404,6 +404,34 @@ def test_kill_9_mid_run_then_rerun_loses_and_repeats_nothing(ws: Workspace, worl
     assert image_answers(log) <= len(expected) + 2
 
 
+def test_a_second_scrape_of_one_workspace_is_refused_until_the_first_is_gone(
+    ws: Workspace, world: World
+) -> None:
+    args = ["scrape", "-w", str(ws.root), "--provider", "sim", "--size", str(SIZE)]
+    with SimServer(world, latency_ms=40) as server:
+        first = subprocess.Popen(
+            scrape_command(ws, server.base_url), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=ws.root,
+        )  # fmt: skip
+        try:
+            wait_for_images(ws, first, 4)
+            second = CliRunner().invoke(app, [*args, "--base-url", server.base_url])
+            answered = image_answers(server.requests)
+            assert first.poll() is None  # still running: the refusal was the lock's
+            os.kill(first.pid, signal.SIGKILL)  # its lock dies with it
+        finally:
+            first.kill()
+            first.wait()
+        third = CliRunner().invoke(
+            app, [*args, "--base-url", server.base_url, "--radius", str(RADIUS_M)]
+        )
+    assert second.exit_code == 1, second.output
+    assert f"is in use by `geotag scrape` (pid {first.pid}" in second.stderr
+    assert answered >= 4  # the first had downloaded while the second was refused
+    assert third.exit_code == 0, third.output  # a dead holder's lock is taken over
+    assert_complete_and_intact(ws, world)
+
+
 def test_ctrl_c_writes_images_parquet_and_exits_130(ws: Workspace, world: World) -> None:
     with SimServer(world, latency_ms=40) as server:
         process = subprocess.Popen(

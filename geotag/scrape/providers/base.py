@@ -8,13 +8,15 @@ rate limiting, deduplication, labels and files; providers only speak their API.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from geotag.errors import InputError
-from geotag.scrape.http import Http
+from geotag.safetext import printable
+from geotag.scrape.http import BadAnswer, Http, Rejected
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,94 @@ class Provider(Protocol):
         ...
 
 
-def is_jpeg(body: bytes) -> bool:
-    """Starts and ends like a JPEG: catches truncated or non-image bodies cheaply."""
-    return body[:3] == b"\xff\xd8\xff" and body.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+#: Pillow's decompression-bomb limit, held to here whatever a caller set globally.
+MAX_PIXELS = 89_478_485
+#: A JPEG is rarely larger than its raw pixels; twice that, plus room for metadata, is
+#: more than any honest encoder needs (quality 100 on noise stays under 1x).
+BYTES_PER_PIXEL_CAP = 6
+METADATA_ROOM_BYTES = 256 * 1024
+#: No image is worth more than this, whatever its size (a 360-degree original is ~20 MB).
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What a downloaded image must be: its size exactly, or at most, as the API promises."""
+
+    width: int
+    height: int
+    exact: bool = True
+
+    @property
+    def max_bytes(self) -> int:
+        """The body cap: generous for a JPEG of this size, far below a flood."""
+        raw = BYTES_PER_PIXEL_CAP * self.width * self.height + METADATA_ROOM_BYTES
+        return min(raw, MAX_IMAGE_BYTES)
+
+    def describe(self) -> str:
+        size = f"{self.width}x{self.height}"
+        return size if self.exact else f"at most {size}"
+
+
+def check_jpeg(body: bytes, expected: ImageCheck | None = None) -> None:
+    """Raise unless ``body`` is a JPEG of the expected size whose every pixel decodes.
+
+    Framing alone ("starts FFD8FF, ends FFD9") passes garbage between the markers; only a
+    decode shows the image is whole. The size is read from the header first, so an image
+    far too large is refused before a single pixel is decoded. Slow for big images: call
+    it through ``asyncio.to_thread`` in the event loop.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(body), formats=("JPEG",)) as image:
+            width, height = image.size
+            if expected is not None and not _fits(width, height, expected):
+                raise Rejected(f"image is {width}x{height}; expected {expected.describe()}")
+            if width * height > MAX_PIXELS:
+                raise Rejected(f"image is {width}x{height}, over {MAX_PIXELS:,} pixels")
+            image.load()
+    except Image.DecompressionBombError:
+        raise Rejected(
+            "image claims more pixels than Pillow will decode (a decompression bomb)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # UnidentifiedImageError (not a JPEG), truncated data and corrupt scans end here.
+        raise BadAnswer(f"image does not decode as a JPEG ({type(exc).__name__})") from None
+
+
+def _fits(width: int, height: int, expected: ImageCheck) -> bool:
+    if expected.exact:
+        return (width, height) == (expected.width, expected.height)
+    return 0 < width <= expected.width and 0 < height <= expected.height
+
+
+#: Ids are used in URLs and (made safe) in file names; a sane API's are short and plain.
+MAX_ID_LENGTH = 256
+
+
+def identifier(value: Any) -> str | None:
+    """A server's id for a panorama or image: text or a whole number, short, printable;
+    None when it is anything else (a dict, a bool, an empty or control-laden string)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    if not text or len(text) > MAX_ID_LENGTH or printable(text) != text:
+        return None
+    return text
+
+
+def valid_position(lat: Any, lon: Any) -> tuple[float, float] | None:
+    """(lat, lon) as finite degrees in range, or None."""
+    if isinstance(lat, bool) or isinstance(lon, bool):
+        return None
+    try:
+        lat, lon = float(lat), float(lon)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180:
+        return lat, lon
+    return None
 
 
 def compass_heading(value: Any) -> float:

@@ -8,17 +8,34 @@ right before each download instead of storing it at lookup time.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from geotag.errors import AuthError, InputError
 from geotag.geo.distance import EARTH_RADIUS_M, haversine_m
-from geotag.scrape.http import Http, NoImagery, Rejected
-from geotag.scrape.providers.base import Found, ImageOptions, Point, compass_heading, is_jpeg
+from geotag.safetext import optional_text
+from geotag.scrape.http import (
+    METADATA_BYTES,
+    SEARCH_BYTES,
+    Answer,
+    BadAnswer,
+    Http,
+    NoImagery,
+    Rejected,
+)
+from geotag.scrape.providers.base import (
+    Found,
+    ImageCheck,
+    ImageOptions,
+    Point,
+    check_jpeg,
+    compass_heading,
+    identifier,
+    valid_position,
+)
 from geotag.scrape.retry import Retryable
 
 DEFAULT_BASE_URL = "https://graph.mapillary.com"
@@ -31,6 +48,8 @@ SEARCH_LIMIT = 100
 #: section "Rate limits"): 60,000 entity requests/min, 10,000 search requests/min, 50,000
 #: tile requests/day. 10/s (600/min, CDN downloads included) stays far below all of them.
 DEFAULT_RATE = 10.0
+#: ``thumb_1024_url`` is "1024 px wide" (API documentation); a portrait photo is taller.
+THUMBNAIL = ImageCheck(1024, 2048, exact=False)
 #: Metres per degree of latitude on the sphere that ``haversine_m`` uses.
 METRES_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180.0
 
@@ -81,23 +100,26 @@ class MapillaryProvider:
             "fields": SEARCH_FIELDS,
             "limit": str(SEARCH_LIMIT),
         }
-        response = await http.get(f"{self.base_url}/images", params=params, headers=self._auth)
-        data = self._json(http, response, "image search")
+        answer = await http.get(
+            f"{self.base_url}/images", params=params, headers=self._auth, max_bytes=SEARCH_BYTES
+        )
+        data = self._json(http, answer, "image search")
         images = data.get("data")
         if not isinstance(images, list):
-            raise Retryable("image search answer has no data list")
+            raise BadAnswer("image search answer has no data list")
         best: tuple[float, str, dict[str, Any], float, float] | None = None
         for image in images:
             if not isinstance(image, dict):
                 continue
             where = _lat_lon(image)
-            if where is None or image.get("id") is None:
-                continue
+            image_id = identifier(image.get("id"))
+            if where is None or image_id is None:
+                continue  # one malformed entry does not spoil the others
             lat, lon = where
             metres = float(haversine_m(point.lat, point.lon, lat, lon))
             if metres > self.options.radius_m:
                 continue  # the box's corners lie outside the circle
-            candidate = (metres, str(image["id"]), image, lat, lon)
+            candidate = (metres, image_id, image, lat, lon)
             if best is None or candidate[:2] < best[:2]:  # ties go to the smaller id
                 best = candidate
         if best is None:
@@ -117,41 +139,42 @@ class MapillaryProvider:
     async def fetch(self, http: Http, found: Found, heading: float) -> bytes:
         # One photo, one view: ``heading`` is the photo's own direction, nothing to choose.
         url = f"{self.base_url}/{quote(found.pano_id, safe='')}"
-        response = await http.get(url, params={"fields": "thumb_1024_url"}, headers=self._auth)
-        thumb = self._json(http, response, "image").get("thumb_1024_url")
+        answer = await http.get(
+            url, params={"fields": "thumb_1024_url"}, headers=self._auth, max_bytes=METADATA_BYTES
+        )
+        thumb = self._json(http, answer, "image").get("thumb_1024_url")
         if not isinstance(thumb, str) or not thumb:
             raise NoImagery(f"no thumbnail for image {found.pano_id}")
         if not thumb.startswith(("https://", "http://")):
             raise Rejected(f"thumbnail of image {found.pano_id} is not an http(s) URL")
         try:
             # A CDN URL: no Authorization header, the token never goes to a third host.
-            body = await http.get(thumb)
+            body = await http.get(thumb, max_bytes=THUMBNAIL.max_bytes)
         except AuthError:
             # The CDN was sent no credentials, so this is an expired or refused URL, not a bad
             # token: stopping the run would be wrong; the next attempt gets a fresh URL.
             raise Retryable("thumbnail URL refused (HTTP 401/403)") from None
-        if body.status_code != 200:
-            raise Rejected(f"thumbnail HTTP {body.status_code}")
-        if not is_jpeg(body.content):
-            raise Retryable("thumbnail body is not a complete JPEG")
-        return body.content
+        if body.status != 200:
+            raise Rejected(f"thumbnail HTTP {body.status}")
+        await asyncio.to_thread(check_jpeg, body.body, THUMBNAIL)
+        return body.body
 
-    def _json(self, http: Http, response: httpx.Response, what: str) -> dict[str, Any]:
+    def _json(self, http: Http, answer: Answer, what: str) -> dict[str, Any]:
         """The JSON object of a 200 answer; Graph API errors sorted into the usual classes."""
-        if response.status_code != 200:
-            raise self._error(http, response, what)
+        if answer.status != 200:
+            raise self._error(http, answer, what)
         try:
-            data = response.json()
+            data = answer.json()
         except ValueError:
-            raise Retryable(f"{what} answer is not JSON") from None
+            raise BadAnswer(f"{what} answer is not JSON") from None
         if not isinstance(data, dict):
-            raise Retryable(f"{what} answer is not a JSON object")
+            raise BadAnswer(f"{what} answer is not a JSON object")
         return data
 
-    def _error(self, http: Http, response: httpx.Response, what: str) -> Exception:
-        status = response.status_code
+    def _error(self, http: Http, answer: Answer, what: str) -> Exception:
+        status = answer.status
         try:
-            error = response.json().get("error") or {}
+            error = answer.json().get("error") or {}
         except (ValueError, AttributeError):
             error = {}
         if not isinstance(error, dict):
@@ -162,7 +185,7 @@ class MapillaryProvider:
                 f"mapillary refused the access token (HTTP {status}); check --api-key or "
                 "MAPILLARY_ACCESS_TOKEN"
             )
-        detail = http.redact(str(error.get("message", ""))).replace(self._token, "***")[:200]
+        detail = http.server_text(error.get("message", ""))
         return Rejected(f"{what} HTTP {status}: {detail}".rstrip(": "))
 
 
@@ -175,12 +198,9 @@ def _lat_lon(image: dict[str, Any]) -> tuple[float, float] | None:
         coordinates = geometry.get("coordinates")
         if not isinstance(coordinates, list) or len(coordinates) < 2:
             continue
-        try:
-            lon, lat = float(coordinates[0]), float(coordinates[1])
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180:
-            return lat, lon
+        position = valid_position(coordinates[1], coordinates[0])
+        if position is not None:
+            return position
     return None
 
 
@@ -195,6 +215,6 @@ def _captured(value: Any) -> str | None:
 
 def _username(creator: Any) -> str | None:
     """The creator's username: CC BY-SA needs the author named next to the photo."""
-    if isinstance(creator, dict) and creator.get("username"):
-        return str(creator["username"])
+    if isinstance(creator, dict):
+        return optional_text(creator.get("username"), 200)
     return None

@@ -9,18 +9,26 @@ the federation (or redirect to its storage).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from geotag.errors import AuthError
 from geotag.geo.distance import haversine_m
-from geotag.scrape.http import Http, Rejected
-from geotag.scrape.providers.base import Found, ImageOptions, Point, compass_heading, is_jpeg
-from geotag.scrape.retry import Retryable
+from geotag.safetext import optional_text
+from geotag.scrape.http import SEARCH_BYTES, Answer, BadAnswer, Http, Rejected
+from geotag.scrape.providers.base import (
+    Found,
+    ImageCheck,
+    ImageOptions,
+    Point,
+    check_jpeg,
+    compass_heading,
+    identifier,
+    valid_position,
+)
 
 #: The meta-catalogue that searches every instance of the federation.
 DEFAULT_BASE_URL = "https://api.panoramax.xyz"
@@ -36,8 +44,16 @@ DEFAULT_RATE = 5.0
 #: direction (the server's default is 30); 180, the maximum, keeps every photo facing
 #: roughly towards the point. 360-degree pictures always match.
 FOV_TOLERANCE = 180
-#: Asset names by preference: full resolution, then the 2048 px wide copy.
-ASSETS = ("hd", "sd")
+#: Asset names by preference: the 2048 px wide copy (GeoVisio's documented "sd"
+#: derivative, plenty for training at 640 px or less, and a fraction of the volunteers'
+#: bandwidth), then the original.
+ASSETS = ("sd", "hd")
+#: What each asset may be; an original has no documented size, so only Pillow's pixel
+#: limit (checked for every image) and a byte cap bound it.
+ASSET_CHECKS = {
+    "sd": ImageCheck(2048, 4096, exact=False),
+    "hd": ImageCheck(16384, 16384, exact=False),
+}
 
 
 class PanoramaxProvider:
@@ -58,22 +74,24 @@ class PanoramaxProvider:
             "limit": "1",  # nearest first, so the first is the one we want
         }
         try:
-            response = await http.get(f"{self.base_url}{SEARCH_PATH}", params=params)
+            answer = await http.get(
+                f"{self.base_url}{SEARCH_PATH}", params=params, max_bytes=SEARCH_BYTES
+            )
         except AuthError:
             host = urlsplit(self.base_url).netloc
             raise AuthError(
                 f"the Panoramax instance at {host} refused the search (HTTP 401/403); "
                 "it may not be public, try another --base-url"
             ) from None
-        if response.status_code != 200:
-            raise Rejected(f"search HTTP {response.status_code}{_detail(response)}")
+        if answer.status != 200:
+            raise Rejected(f"search HTTP {answer.status}{_detail(http, answer)}")
         try:
-            data = response.json()
+            data = answer.json()
         except ValueError:
-            raise Retryable("search answer is not JSON") from None
+            raise BadAnswer("search answer is not JSON") from None
         features = data.get("features") if isinstance(data, dict) else None
         if not isinstance(features, list):
-            raise Retryable("search answer is not a FeatureCollection")
+            raise BadAnswer("search answer is not a FeatureCollection")
         best: tuple[float, str, Found] | None = None
         for feature in features:
             found = _found(feature)
@@ -89,54 +107,57 @@ class PanoramaxProvider:
         href = found.extra.get("asset")
         if not href:
             raise Rejected(f"picture {found.pano_id} has no recorded asset")
+        # A manifest from before the asset's name was kept fetched the original.
+        expected = ASSET_CHECKS.get(found.extra.get("asset_name", "hd"), ASSET_CHECKS["hd"])
         try:
-            response = await http.get(href)
+            answer = await http.get(href, max_bytes=expected.max_bytes)
         except AuthError:
             # No credentials were sent: the picture has been hidden or made private since.
             raise Rejected(f"picture {found.pano_id} is not public (HTTP 401/403)") from None
-        if response.status_code != 200:
-            raise Rejected(f"picture HTTP {response.status_code}")
-        if not is_jpeg(response.content):
-            raise Retryable("picture body is not a complete JPEG")
-        return response.content
+        if answer.status != 200:
+            raise Rejected(f"picture HTTP {answer.status}")
+        await asyncio.to_thread(check_jpeg, answer.body, expected)
+        return answer.body
 
 
 def _found(feature: Any) -> Found | None:
-    """A STAC item as a Found; None when it lacks an id, a point or a JPEG asset."""
-    if not isinstance(feature, dict) or not feature.get("id"):
+    """A STAC item as a Found; None when it lacks a usable id, point or JPEG asset."""
+    if not isinstance(feature, dict):
         return None
-    geometry = feature.get("geometry") or {}
-    try:
-        lon, lat = (float(v) for v in geometry["coordinates"][:2])
-    except (TypeError, ValueError, KeyError, IndexError):
+    picture_id = identifier(feature.get("id"))
+    geometry = feature.get("geometry")
+    coordinates = geometry.get("coordinates") if isinstance(geometry, dict) else None
+    if picture_id is None or not isinstance(coordinates, list) or len(coordinates) < 2:
         return None
-    if not (math.isfinite(lat) and math.isfinite(lon)):
-        return None
+    position = valid_position(coordinates[1], coordinates[0])  # GeoJSON: lon, lat
     asset = _asset(feature.get("assets"))
-    if asset is None:
+    if position is None or asset is None:
         return None
     properties = feature.get("properties")
     properties = properties if isinstance(properties, dict) else {}
+    licence = optional_text(properties.get("license") or feature.get("license"), 100)
+    asset_name, href = asset
     return Found(
-        pano_id=str(feature["id"]),
-        lat=lat,
-        lon=lon,
+        pano_id=picture_id,
+        lat=position[0],
+        lon=position[1],
         captured=_captured(properties.get("datetime")),
         copyright=_producer(feature.get("providers"), properties),
-        license=str(properties.get("license") or feature.get("license") or DEFAULT_LICENSE),
+        license=licence or DEFAULT_LICENSE,
         headings=(compass_heading(properties.get("view:azimuth")),),
-        extra={"asset": asset},
+        extra={"asset": href, "asset_name": asset_name},
     )
 
 
-def _asset(assets: Any) -> str | None:
+def _asset(assets: Any) -> tuple[str, str] | None:
+    """(name, href) of the preferred JPEG asset with an http(s) link."""
     if not isinstance(assets, dict):
         return None
     for name in ASSETS:
         asset = assets.get(name)
         href = asset.get("href") if isinstance(asset, dict) else None
         if isinstance(href, str) and href.startswith(("https://", "http://")):
-            return href
+            return name, href
     return None
 
 
@@ -145,10 +166,10 @@ def _producer(providers: Any, properties: dict[str, Any]) -> str | None:
     for provider in providers if isinstance(providers, list) else ():
         if not isinstance(provider, dict) or not provider.get("name"):
             continue
-        if "producer" in (provider.get("roles") or ()):
-            return str(provider["name"])
-    producer = properties.get("geovisio:producer")
-    return str(producer) if producer else None
+        roles = provider.get("roles")
+        if isinstance(roles, list) and "producer" in roles:
+            return optional_text(provider["name"], 200)
+    return optional_text(properties.get("geovisio:producer"), 200)
 
 
 def _captured(value: Any) -> str | None:
@@ -167,10 +188,10 @@ def _captured(value: Any) -> str | None:
     return moment.date().isoformat()
 
 
-def _detail(response: httpx.Response) -> str:
-    """GeoVisio's error message (``{"message": ...}``), short; there is no secret to leak."""
+def _detail(http: Http, answer: Answer) -> str:
+    """GeoVisio's error message (``{"message": ...}``), short and fit to show."""
     try:
-        message = response.json().get("message")
+        message = answer.json().get("message")
     except (ValueError, AttributeError):
         return ""
-    return f": {str(message)[:200]}" if message else ""
+    return f": {http.server_text(message)}" if message else ""
