@@ -53,6 +53,7 @@ from geotag.images import (
     scan_folder,
 )
 from geotag.progress import Progress
+from geotag.safetext import optional_text
 from geotag.scrape.paths import image_relpath
 from geotag.workspace import Workspace
 
@@ -496,7 +497,8 @@ def row(item: Accepted, relpath: str, provider: str, license: str | None) -> dic
         "heading": _first(candidate.heading, exif.heading),
         "cell_id": item.cell_id,
         "captured": _first(candidate.captured, exif.captured),
-        "copyright": _first(candidate.copyright, exif.copyright),
+        # A photo's EXIF or a table is outside text too: no terminal escapes get stored.
+        "copyright": optional_text(_first(candidate.copyright, exif.copyright), 200),
         "provider": provider,
         "license": _first(candidate.license, license),
     }

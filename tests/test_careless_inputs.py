@@ -307,6 +307,26 @@ def test_import_lists_table_rows_with_bad_headings_and_dates(ws: Workspace, tmp_
     assert list(rows.index) == ["ok"] and rows.loc["ok", "heading"] == 270.0
 
 
+def test_imported_copyrights_lose_their_terminal_escapes(ws: Workspace, tmp_path: Path) -> None:
+    for name in ("nasty", "plain", "none"):
+        photo(tmp_path / f"{name}.jpg")
+    table = tmp_path / "photos.csv"
+    table.write_text(
+        "path,lat,lon,copyright\n"
+        'nasty.jpg,0.5,0.5,"\x1b[2J\x1b]8;;http://evil\x07Eve\x1b]8;;\x07 [red]x[/red]"\n'
+        "plain.jpg,0.5,0.6,© Zoë\n"
+        "none.jpg,0.5,0.7,\n"
+    )
+
+    result = invoke("import", str(table), "-w", str(ws.root))
+
+    assert_no_crash(result)
+    rows = imported(ws)
+    assert rows.loc["nasty", "copyright"] == "Eve [red]x[/red]"  # markup is escaped when shown
+    assert rows.loc["plain", "copyright"] == "© Zoë"
+    assert pd.isna(rows.loc["none", "copyright"])
+
+
 def test_import_walks_a_folder_with_links_that_loop(ws: Workspace, tmp_path: Path) -> None:
     # It was `Error: unexpected RuntimeError` (Path.resolve on a symlink loop).
     photos = tmp_path / "photos"

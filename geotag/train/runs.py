@@ -314,7 +314,9 @@ def open_run(workspace: Workspace, name: str | None = None) -> Run:
     complete = [
         RunFolder(p.parent)
         for p in runs.glob("*/config.json")
-        if not p.parent.name.startswith(".") and is_complete(RunFolder(p.parent))
+        if not p.parent.name.startswith(".")
+        and _inside(runs, p.parent)
+        and is_complete(RunFolder(p.parent))
     ]
     if name is None:
         if not complete:
@@ -326,9 +328,18 @@ def open_run(workspace: Workspace, name: str | None = None) -> Run:
             known = sorted(r.name for r in complete)
             hint = f"; runs here: {', '.join(known)}" if known else ""
             raise InputError(f"no run named {name!r} in {runs}{hint}")
+        if not _inside(runs, folder.folder):
+            raise InputError(
+                f"run {name!r} is a link out of {runs}: eval and explain would write there"
+            )
         if not is_complete(folder):
             raise InputError(
                 f"run {name!r} stopped before its first epoch was saved: continue it with "
                 f"`geotag train --name {name} --resume`, or train it again"
             )
     return Run(folder.folder, config=read_config(folder))
+
+
+def _inside(runs: Path, folder: Path) -> bool:
+    """Whether ``folder`` really is a folder of ``runs``, not a link to one elsewhere."""
+    return folder.resolve().parent == runs.resolve()

@@ -21,14 +21,20 @@ from tests.scrape.fake_api import Reply, Request
 MB = 1024 * 1024
 
 
+#: The flood's chunk: small, so the server (in the test's own process) adds little to
+#: the memory a test measures.
+FLOOD_CHUNK = 64 * 1024
+
+
 def flood(total_bytes: int = 200 * MB, declare_length: bool = False) -> Reply:
-    """A JPEG-looking body of ``total_bytes``, streamed 1 MB at a time (never built whole)."""
-    chunk = b"\xff\xd8\xff\xe0" + b"\x00" * (MB - 4)
+    """A JPEG-looking body of ``total_bytes``, streamed 64 KB at a time (never built whole)."""
+    first = b"\xff\xd8\xff\xe0" + bytes(FLOOD_CHUNK - 4)
+    zeros = bytes(FLOOD_CHUNK)
 
     def chunks() -> Iterator[bytes]:
         sent = 0
         while sent < total_bytes:
-            piece = chunk[: min(MB, total_bytes - sent)]
+            piece = (first if sent == 0 else zeros)[: total_bytes - sent]
             sent += len(piece)
             yield piece
 

@@ -80,6 +80,7 @@ BAD_ANSWERS: dict[str, Callable[[str], Reply]] = {
     "no-pano-id": lambda loc: Reply.json({"status": "OK", "location": {"lat": 47.7, "lng": 14.5}}),
     "json-list": lambda loc: Reply.json([{"status": "OK"}]),
     "html": lambda loc: Reply(200, b"<html>captive portal</html>", {"Content-Type": "text/html"}),
+    "redirect-loop": lambda loc: Reply.redirect("/loop"),
 }
 
 
@@ -88,8 +89,10 @@ def test_one_bad_answer_fails_its_point_and_the_run_goes_on(ws: Workspace) -> No
     plan = plan_points(ws, kinds)
     with serving() as (api,):
         api.route(META_PATH, metadata_route(plan, {"ok": ok_for, **BAD_ANSWERS}))
+        api.route("/loop", Reply.redirect("/loop"))
         api.route(IMAGE_PATH, Reply.jpeg(GOOD_IMAGE))
         result = run_scrape(ws, sim_options(api.url, max_attempts=2))
+        loops = len(api.hits("/loop"))
     rows = point_rows(ws).set_index("point_id")
     points = points_of(ws).sort_values("point_id")
     kind_of = {
@@ -99,6 +102,10 @@ def test_one_bad_answer_fails_its_point_and_the_run_goes_on(ws: Workspace) -> No
         row = rows.loc[point_id]
         if kind == "ok":
             assert row.status == "found"
+        elif kind == "redirect-loop":
+            # Refused for good at once: the same loop would come back on every try.
+            assert (row.status, row.attempts) == ("rejected", 1)
+            assert "more than 5 redirects" in row.last_error
         else:
             # Every field was checked; the point failed with its reason, to be retried.
             assert row.status == "failed", (kind, row.last_error)
@@ -108,6 +115,8 @@ def test_one_bad_answer_fails_its_point_and_the_run_goes_on(ws: Workspace) -> No
     assert any("location.lat" in e for e in errors)
     assert any("pano_id" in e for e in errors)
     assert any("not JSON" in e for e in errors)
+    loop_points = sum(k == "redirect-loop" for k in kind_of.values())
+    assert loops == 5 * loop_points  # the scraper's client follows five redirects, no more
     with sqlite3.connect(ws.manifest) as db:
         stored = db.execute("SELECT COUNT(*) FROM panoramas WHERE lat IS NULL OR lat != lat")
         assert stored.fetchone()[0] == 0  # no NaN panorama stored, none silently dropped

@@ -121,3 +121,21 @@ def test_a_plain_name_still_opens_its_run(trained_ws: Workspace) -> None:
     assert open_run(trained_ws).name == "tiny"
     with pytest.raises(InputError, match=r"no run named 'nope'.*runs here: tiny"):
         open_run(trained_ws, "nope")
+
+
+def test_a_run_that_links_out_of_the_workspace_is_refused(
+    trained_ws: Workspace, elsewhere: Path
+) -> None:
+    link = trained_ws.runs_dir / "linked"
+    link.symlink_to(elsewhere / "runs" / "r1", target_is_directory=True)
+    try:
+        (elsewhere / "runs" / "r1" / "config.json").touch()  # the newest run, were it one
+        before = snapshot(elsewhere)
+        with pytest.raises(InputError, match=r"run 'linked' is a link out of"):
+            open_run(trained_ws, "linked")
+        assert open_run(trained_ws).name == "tiny"  # never the latest either
+        result = CliRunner().invoke(app, _commands(trained_ws.root, "linked", "x.jpg")["eval"])
+        assert result.exit_code == 1 and "is a link out of" in result.stderr
+        assert snapshot(elsewhere) == before
+    finally:
+        link.unlink()
