@@ -67,3 +67,13 @@ def test_audit_power_quick_prints_both_rules() -> None:
     for heading in ("pooled rule (old)", "stratified verdict (new)", "detectable"):
         assert heading in stdout
     assert "reader (0.8) on test set 0.2" in stdout
+
+
+def test_hostile_server_quick_refuses_the_flood_and_the_bomb() -> None:
+    stdout = quick_run("hostile_server.py", timeout=300)
+    rows = {line[:18].strip(): line.split() for line in stdout.splitlines()[2:]}
+    for case in ("200 MB bodies", "gzip bomb"):
+        fields = rows[case]
+        exit_code, rss_mb, disk = fields[-5], float(fields[-3]), fields[-2]
+        assert (exit_code, disk) == ("1", "0"), fields
+        assert rss_mb < 1000  # geotag's own ~240 MB; the old scraper held 3 GB and more
