@@ -142,7 +142,11 @@ class Http:
                 ) as response:
                     status = response.status_code
                     self._check_status(response)
-                    body = await _read_capped(response, max_bytes)
+                    try:
+                        body = await _read_capped(response, max_bytes)
+                    except (Rejected, BadAnswer):
+                        self.counts.count(f"{status}-refused")  # over the cap, bad gzip
+                        raise
         except TimeoutError:
             self.counts.count("deadline")
             raise Retryable(f"no complete answer within {self.deadline_s:g} s") from None

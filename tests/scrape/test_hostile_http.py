@@ -169,6 +169,20 @@ def test_a_refused_connection_is_unreachable_and_charges_no_attempt() -> None:
     assert Retryable("HTTP 500").charged is True
 
 
+def test_a_failed_tls_handshake_is_unreachable_too() -> None:
+    # https:// to a plain-HTTP server: the handshake fails, as with a bad certificate.
+    with serving() as (api,):
+        api.route("/x", Reply(200, b"plain"))
+        url = api.url.replace("http://", "https://") + "/x"
+
+        async def get(http: Http) -> Any:
+            return await http.get(url, max_bytes=CAP)
+
+        with pytest.raises(Unreachable, match=r"cannot connect .*SSL") as raised:
+            drive(get)
+    assert raised.value.charged is False
+
+
 # -- images are decoded before they count ---------------------------------------------------
 def test_a_good_jpeg_of_the_asked_size_passes() -> None:
     check_jpeg(jpeg(SIZE, SIZE), ImageCheck(SIZE, SIZE))
