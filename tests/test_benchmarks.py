@@ -77,3 +77,10 @@ def test_hostile_server_quick_refuses_the_flood_and_the_bomb() -> None:
         exit_code, rss_mb, disk = fields[-5], float(fields[-3]), fields[-2]
         assert (exit_code, disk) == ("1", "0"), fields
         assert rss_mb < 1000  # geotag's own ~240 MB; the old scraper held 3 GB and more
+
+
+def test_bench_refine_cost_quick_prints_its_table() -> None:
+    stdout = quick_run("bench_refine_cost.py", timeout=300)
+    for row in ("locate refined, batch 1", "locate knn (whole index), batch 64", "products only"):
+        assert row in stdout
+    assert ("PASS" in stdout) or ("MISS" in stdout)

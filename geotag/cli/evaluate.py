@@ -22,6 +22,7 @@ from geotag.cli.common import (
     skipped,
     warn,
 )
+from geotag.safetext import markup_safe
 from geotag.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -137,16 +138,15 @@ def _print_metrics(metrics: EvalMetrics) -> None:
             baseline,
         )
     console.print(table)
-    note = (
-        "weighted mean of the top cells' points" if headline == "weighted" else "top cell's point"
-    )
+    note = PREDICTOR_NOTES.get(headline, headline)
     if metrics.headline_chosen_on == "inner validation split":
         console.print(
             f"Predicted point: {note}, chosen on the inner validation split when training "
             "(every predictor is in metrics.json and predictions.parquet)."
         )
     else:
-        console.print(f"Predicted point: {note} (the better of the two; both in metrics.json).")
+        console.print(f"Predicted point: {note} (the best here; all in metrics.json).")
+    _print_predictors(metrics)
     if metrics.checkpoint_chosen_on != "inner validation split":
         warn(
             f"run {metrics.run} picked its best epochs on the folds scored here (trained before "
@@ -166,6 +166,37 @@ def _print_metrics(metrics: EvalMetrics) -> None:
             f"no model can place them; without them top-1 is {mean.top1_seen or 0:.1%}, "
             f"median {mean.median_km_seen or 0:,.0f} km."
         )
+
+
+PREDICTOR_NOTES = {
+    "top_cell": "top cell's point",
+    "weighted": "weighted mean of the top cells' points",
+    "knn": "nearest training locations (retrieval over the whole index)",
+    "refined": "nearest training locations within the top cells (retrieval)",
+}
+
+
+def _print_predictors(metrics: EvalMetrics) -> None:
+    """Every predictor side by side, per image (mean over folds)."""
+    from geotag.evaluate.metrics import SUMMARY_THRESHOLDS_KM
+
+    mean = metrics.per_image.mean
+    if len(mean.predictors) < 2:
+        return
+    table = Table(title="predictors, per image", title_justify="left")
+    for column in ("predictor", "median km", "mean km",
+                   *(f"within {km} km" for km in SUMMARY_THRESHOLDS_KM), "GeoScore"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for name in mean.predictors:
+        star = " *" if name == metrics.headline else ""
+        table.add_row(
+            name + star,
+            f"{mean.distance(name, 'median_km'):,.0f}",
+            f"{mean.distance(name, 'mean_km'):,.0f}",
+            *(f"{mean.within_km(name, km):.1%}" for km in SUMMARY_THRESHOLDS_KM),
+            f"{mean.distance(name, 'geoscore'):,.0f}",
+        )
+    console.print(table)
 
 
 def _within(predictor: str, km: float, scores: Scores) -> float:
@@ -189,6 +220,13 @@ def predict(
         Path | None,
         typer.Option("--map", help="Draw the first photo's (or the fused) top cells and point."),
     ] = None,
+    neighbours: Annotated[
+        int,
+        typer.Option(
+            "--neighbours",
+            help="List this many training images the run's retrieval found most alike.",
+        ),
+    ] = 0,
     device: DeviceOption = "auto",
     workers: Annotated[
         int | None,
@@ -210,8 +248,9 @@ def predict(
     from geotag.stages.predict import PredictOptions, run_predict
 
     options = PredictOptions(
-        run=run, top_k=top_k, fuse=fuse, device=device, workers=workers, map=map_path
-    )
+        run=run, top_k=top_k, fuse=fuse, device=device, workers=workers, map=map_path,
+        neighbours=neighbours,
+    )  # fmt: skip
     with reporting_errors(), progress_bar(disable=as_json) as progress:
         result = run_predict(Workspace(workspace), images, options, progress=progress)
     skipped(result.bad)
@@ -241,6 +280,12 @@ def predict(
             console.print(
                 f"  EXIF GPS {prediction.true_lat:.4f}, {prediction.true_lon:.4f}: "
                 f"error {prediction.error_km:,.1f} km",
+                highlight=False,
+            )
+        for n in prediction.neighbours:
+            console.print(
+                f"  alike: {markup_safe(n.path)} (similarity {n.similarity:.3f}, "
+                f"{n.km_from_answer:,.1f} km from the answer, fold {n.fold})",
                 highlight=False,
             )
     if result.map is not None:

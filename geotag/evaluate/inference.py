@@ -7,6 +7,7 @@ averaged) and the audit (the same images with a band blanked, or only a band kep
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,16 @@ from geotag.train.data import (
 )
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class Inference:
+    """What models said of some samples: probabilities averaged over the models, which
+    samples could be read, and (when asked) each model's pooled features."""
+
+    probs: np.ndarray  # (N, K), NaN rows for unreadable samples
+    ok: np.ndarray  # (N,) bool
+    features: tuple[np.ndarray, ...] = ()  # per model, (N, F) float32, NaN where unreadable
+
+
 def class_probabilities(
     models: Sequence[torch.nn.Module],
     root: Path,
@@ -40,6 +50,33 @@ def class_probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, K) for each sample (one path, or V views), averaged over
     ``models``; and a mask of the samples that could be read (unreadable rows are NaN)."""
+    done = infer(
+        models, root, views, pre, blank=blank, keep_only=keep_only, batch_size=batch_size,
+        workers=workers, device=device, progress=progress, task=task,
+    )  # fmt: skip
+    return done.probs, done.ok
+
+
+@torch.no_grad()
+def infer(
+    models: Sequence[torch.nn.Module],
+    root: Path,
+    views: Sequence[Sequence[str]],
+    pre: Preprocessing,
+    *,
+    features: bool = False,
+    blank: Band | None = None,
+    keep_only: bool = False,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: torch.device | None = None,
+    progress: Progress | None = None,
+    task: str = "predicting",
+) -> Inference:
+    """:func:`class_probabilities`, and with ``features`` each model's pooled features
+    from the same pass (the embeddings retrieval compares)."""
+    from geotag.train.model import logits_and_features
+
     progress = progress or NullProgress()
     device = device or torch.device("cpu")
     dataset = ImageDataset(
@@ -65,16 +102,27 @@ def class_probabilities(
     n_classes = _classes(ready[0], dataset, device) if len(views) else 0
     probs = np.full((len(views), n_classes), np.nan, dtype=np.float32)
     ok = np.zeros(len(views), dtype=bool)
+    pooled: list[np.ndarray | None] = [None] * len(ready)
     progress.start(task, len(loader))
     for batch in loader:
         if len(batch.indices):
             images = batch.images.to(device, non_blocking=True)
-            total = sum(torch.softmax(m(images).float(), dim=1) for m in ready)
             rows = batch.indices.numpy()
-            probs[rows] = (total / len(ready)).cpu().numpy()  # type: ignore[union-attr]
+            total = torch.zeros((len(rows), n_classes), device=device)
+            for i, model in enumerate(ready):
+                if features:
+                    logits, vectors = logits_and_features(model, images)
+                    if pooled[i] is None:
+                        pooled[i] = np.full((len(views), vectors.shape[1]), np.nan, np.float32)
+                    pooled[i][rows] = vectors.float().cpu().numpy()  # type: ignore[index]
+                else:
+                    logits = model(images)
+                total += torch.softmax(logits.float(), dim=1)
+            probs[rows] = (total / len(ready)).cpu().numpy()
             ok[rows] = True
         progress.advance()
-    return probs, ok
+    kept = tuple(p if p is not None else np.zeros((len(views), 0), np.float32) for p in pooled)
+    return Inference(probs, ok, kept if features else ())
 
 
 def _classes(model: torch.nn.Module, dataset: ImageDataset, device: torch.device) -> int:

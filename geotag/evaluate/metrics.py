@@ -43,7 +43,12 @@ from geotag.geo.distance import geoscore, haversine_km, spherical_mean
 if TYPE_CHECKING:
     import pandas as pd
 
-PREDICTORS = ("top_cell", "weighted")
+#: Points from the class probabilities alone.
+CELL_PREDICTORS = ("top_cell", "weighted")
+#: Points from retrieval over a fold's index of training images (geotag.retrieval): the
+#: nearest training locations over the whole index, or within the top cells.
+RETRIEVAL_PREDICTORS = ("knn", "refined")
+PREDICTORS = CELL_PREDICTORS + RETRIEVAL_PREDICTORS
 #: The weighted point averages the top cells within this many cell sizes of the top cell.
 WEIGHTED_NEAR_CELLS = 2.0
 #: Fixed radii of the geolocation literature (street, city, region, country, continent).
@@ -205,6 +210,7 @@ def score(
     region: Any = None,
     headline: str | None = None,
     near_km: float | None = None,
+    retrieval: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> Score:
     """Accuracy and distance metrics of ``probs`` (N, K) against the truth.
 
@@ -220,7 +226,8 @@ def score(
     ``near_km`` restricts the weighted point as :func:`predicted_points` does.
     ``headline`` declares the predictor the headline figures use (one chosen before
     looking at these samples); by default the one with the lower median
-    error here.
+    error here. ``retrieval`` adds the points of retrieval predictors (``knn``,
+    ``refined``: (lat, lon) arrays of shape (N,)), scored like the others.
     """
     p = _probabilities(probs)
     n, k = p.shape
@@ -233,8 +240,13 @@ def score(
     if not (isinstance(cell_km, (int, float)) and math.isfinite(cell_km) and cell_km > 0):
         raise InputError(f"cell_km must be a positive number; got {cell_km!r}")
 
-    if headline is not None and headline not in PREDICTORS:
-        raise InputError(f"unknown predictor {headline!r}; choose one of {', '.join(PREDICTORS)}")
+    extra = dict(retrieval or {})
+    unknown = set(extra) - set(RETRIEVAL_PREDICTORS)
+    if unknown:
+        raise InputError(f"unknown retrieval predictor(s) {', '.join(sorted(unknown))}")
+    names = [*CELL_PREDICTORS, *(name for name in RETRIEVAL_PREDICTORS if name in extra)]
+    if headline is not None and headline not in names:
+        raise InputError(f"unknown predictor {headline!r}; choose one of {', '.join(names)}")
     top5_classes, top5_probs = _top_k(p, 5)
     pred = top5_classes[:, 0]
     top1 = pred == truth
@@ -245,10 +257,12 @@ def score(
     else:
         classes, values = _top_k(p, top_k)
     points = _points(classes, values, c_lat, c_lon, near_km, region)
-    errors = {name: haversine_km(t_lat, t_lon, *points[name]) for name in PREDICTORS}
-    predictors = {name: distance_metrics(errors[name], float(cell_km)) for name in PREDICTORS}
+    for name, (lat, lon) in extra.items():
+        points[name] = (_float_array(lat, n, f"{name} lat"), _float_array(lon, n, f"{name} lon"))
+    errors = {name: haversine_km(t_lat, t_lon, *points[name]) for name in names}
+    predictors = {name: distance_metrics(errors[name], float(cell_km)) for name in names}
     if region is not None:
-        for name in PREDICTORS:
+        for name in names:
             predictors[name]["inside_region"] = inside_share(region, *points[name])
 
     metrics: dict[str, Any] = {
@@ -266,8 +280,8 @@ def score(
     return Score(
         metrics=metrics,
         errors_km=errors,
-        pred_lat={name: points[name][0] for name in PREDICTORS},
-        pred_lon={name: points[name][1] for name in PREDICTORS},
+        pred_lat={name: points[name][0] for name in names},
+        pred_lon={name: points[name][1] for name in names},
         top_classes=top5_classes,
         top_probs=top5_probs,
     )

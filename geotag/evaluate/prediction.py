@@ -15,6 +15,18 @@ class CellGuess:
 
 
 @dataclass(frozen=True)
+class SimilarImage:
+    """A training image retrieval leaned on, for ``predict --neighbours``."""
+
+    path: str
+    lat: float
+    lon: float
+    similarity: float  # cosine similarity of the embeddings (by its fold's model)
+    km_from_answer: float
+    fold: int
+
+
+@dataclass(frozen=True)
 class Prediction:
     paths: tuple[str, ...]  # one photo, or every photo of a fused place
     top_k: tuple[CellGuess, ...]
@@ -25,6 +37,7 @@ class Prediction:
     true_lat: float | None = None
     true_lon: float | None = None
     error_km: float | None = None
+    neighbours: tuple[SimilarImage, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -45,4 +58,16 @@ class Prediction:
         }
         if self.true_lat is not None:
             record.update(true_lat=self.true_lat, true_lon=self.true_lon, error_km=self.error_km)
+        if self.neighbours:
+            record["neighbours"] = [
+                {
+                    "path": n.path,
+                    "lat": n.lat,
+                    "lon": n.lon,
+                    "similarity": round(n.similarity, 6),
+                    "km_from_answer": round(n.km_from_answer, 3),
+                    "fold": n.fold,
+                }
+                for n in self.neighbours
+            ]
         return record

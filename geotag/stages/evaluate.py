@@ -55,9 +55,11 @@ def run_eval(
     from geotag.dataset import GROUP, group_views
     from geotag.evaluate import metrics as m
     from geotag.evaluate.held_out import held_out_sets, image_root, training_sets
-    from geotag.evaluate.inference import class_probabilities
+    from geotag.evaluate.inference import infer
     from geotag.evaluate.summary import EvalMetrics
     from geotag.gridfile import load_grid
+    from geotag.retrieval.index import LocationIndex
+    from geotag.retrieval.search import make_search
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
@@ -88,23 +90,29 @@ def run_eval(
     for fold, frame in sets.items():
         model = run.build_model(fold)
         # Each fold answers with the points of its own training images, never the scored ones.
-        centre_lat, centre_lon = run.fold_classes(fold).centres()
+        fold_classes = run.fold_classes(fold)
+        centre_lat, centre_lon = fold_classes.centres()
+        index, choice = _retrieval(run, fold, declared, LocationIndex)
         views, frame = group_views(frame, run.views)
-        probs, ok = class_probabilities(
-            [model], root, views, run.preprocessing, blank=options.mask,
-            batch_size=options.batch_size, device=device,
+        done = infer(
+            [model], root, views, run.preprocessing, features=index is not None,
+            blank=options.mask, batch_size=options.batch_size, device=device,
             workers=inference_workers(options.workers, len(views), device),
             progress=progress, task=f"fold {fold}: {len(views):,} images",
         )  # fmt: skip
+        ok = done.ok
         unreadable += int((~ok).sum())
-        frame, probs = frame[ok].reset_index(drop=True), probs[ok]
+        frame, probs = frame[ok].reset_index(drop=True), done.probs[ok]
         if frame.empty:
             raise DataError(f"none of fold {fold}'s held-out images could be read")
+        search = make_search(index) if index is not None else None
+        queries = done.features[0][ok] if index is not None else None
         true_class = classes.index_of(frame["cell_id"])
         true_lat, true_lon = frame["lat"].to_numpy(), frame["lon"].to_numpy()
         scored = m.score(
             probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km,
             region=region, headline=declared, near_km=near_km,
+            retrieval=_retrieved(search, choice, fold_classes, queries, probs),
         )  # fmt: skip
         train = trained_on[fold]
         train_class = classes.index_of(train["cell_id"])
@@ -113,9 +121,13 @@ def run_eval(
             true_lat, true_lon,
         )  # fmt: skip
         fused, _, first = m.fuse_by_group(probs, frame[GROUP].to_numpy())
+        fused_queries = (
+            _fused_features(queries, frame[GROUP].to_numpy()) if queries is not None else None
+        )
         located = m.score(
             fused, true_class[first], true_lat[first], true_lon[first], centre_lat,
             centre_lon, cell_km, region=region, headline=declared, near_km=near_km,
+            retrieval=_retrieved(search, choice, fold_classes, fused_queries, fused),
         )  # fmt: skip
         per_location[str(fold)] = _with_references(
             located, train, train_class, frame["cell_id"].to_numpy()[first], true_class[first],
@@ -158,6 +170,47 @@ def run_eval(
         np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, grid,
     )  # fmt: skip
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
+
+
+def _retrieval(run: Any, fold: int, declared: str | None, index_type: Any) -> tuple[Any, Any]:
+    """The fold's index and retrieval settings, or (None, None) for a run from before
+    retrieval; a run whose chosen predictor needs them and lacks them is refused."""
+    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
+
+    index = index_type.load(run.fold_dir(fold))
+    choice = run.config.retrieval.get(str(fold))
+    if index is None or choice is None:
+        if declared in RETRIEVAL_PREDICTORS:
+            raise DataError(
+                f"run {run.name} answers with its {declared} point, but fold {fold} has no "
+                f"retrieval index ({run.fold_dir(fold)}/index.safetensors) or settings"
+            )
+        return None, None
+    return index, choice
+
+
+def _retrieved(search: Any, choice: Any, classes: Any, queries: Any, probs: Any) -> Any:
+    """The knn and refined points of a fold's photos, or None without an index."""
+    from geotag.retrieval.predictors import retrieval_points
+
+    if search is None or choice is None or queries is None:
+        return None
+    return retrieval_points(search, queries, probs, classes, choice)
+
+
+def _fused_features(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """One embedding per place: the mean of its views' normalised embeddings, in the
+    order :func:`~geotag.evaluate.metrics.fuse_by_group` gives the places."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(groups, sort=False)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    sums = np.zeros((len(uniques), features.shape[1]), dtype=np.float64)
+    np.add.at(sums, codes, unit)
+    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(
+        np.float32
+    )
 
 
 def _with_references(

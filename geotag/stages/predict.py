@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geotag.errors import InputError
 from geotag.progress import NullProgress, Progress
@@ -32,12 +32,13 @@ class PredictOptions:
     device: str = "auto"
     workers: int | None = None  # default: none for a few photos, else one per spare core
     map: Path | None = None  # draw the first prediction's top cells and point here
+    neighbours: int = 0  # list this many of the training images retrieval leaned on
 
 
 @dataclass(frozen=True)
 class PredictResult:
     run: str
-    predictor: str  # "weighted" (spherical mean of the top cells) or "top_cell"
+    predictor: str  # top_cell, weighted, knn or refined (geotag.evaluate.metrics)
     predictions: tuple[Prediction, ...]
     bad: tuple[tuple[str, str], ...] = field(default=())  # (path, why)
     map: Path | None = None
@@ -82,8 +83,8 @@ def run_predict(
     import numpy as np
     import reverse_geocode
 
-    from geotag.evaluate.inference import class_probabilities
-    from geotag.evaluate.metrics import WEIGHTED_NEAR_CELLS, predicted_points
+    from geotag.evaluate.inference import infer
+    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS, WEIGHTED_NEAR_CELLS, predicted_points
     from geotag.evaluate.prediction import CellGuess, Prediction
     from geotag.geo.distance import haversine_km
     from geotag.gridfile import load_grid
@@ -97,6 +98,8 @@ def run_predict(
         raise InputError(f"--top-k must be at least 1; got {options.top_k}")
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {options.batch_size}")
+    if options.neighbours < 0:
+        raise InputError(f"--neighbours must be zero or more; got {options.neighbours}")
     if not inputs:
         raise InputError("name at least one image or folder")
     run = open_run(workspace, options.run)
@@ -109,11 +112,16 @@ def run_predict(
     device = resolve_device(options.device)
     classes = run.classes
     views = [(str(p.resolve()),) * run.views for p in usable]
-    probs, ok = class_probabilities(
-        models, Path("/"), views, run.preprocessing, batch_size=options.batch_size,
+    predictor = _headline_predictor(run)
+    retrieving = predictor in RETRIEVAL_PREDICTORS or options.neighbours > 0
+    indexes = _indexes(run, folds, predictor) if retrieving else {}
+    done = infer(
+        models, Path("/"), views, run.preprocessing, features=bool(indexes),
+        batch_size=options.batch_size,
         workers=inference_workers(options.workers, len(views), device), device=device,
         progress=progress,
     )  # fmt: skip
+    probs, ok = done.probs, done.ok
     bad.extend(
         (str(p), "cannot decode (truncated or damaged)")
         for p, good in zip(usable, ok, strict=True)
@@ -127,10 +135,11 @@ def run_predict(
     # and as it is when named alone; the user is told, since later frames may differ.
     notes = tuple((str(p), FIRST_FRAME) for p in usable if animated(p))
     groups: list[tuple[Path, ...]] = [(p,) for p in usable]
+    features = [f[ok] for f in done.features]
     if options.fuse and len(usable) > 1:
         probs = probs.mean(axis=0, keepdims=True)
+        features = [_unit(_unit(f).sum(axis=0, keepdims=True)) for f in features]
         groups = [tuple(usable)]
-    predictor = _headline_predictor(run)
     centre_lat, centre_lon = classes.centres()
     near_km = WEIGHTED_NEAR_CELLS * run.config.cell_km
     grid = load_grid(workspace) if workspace.grid_parquet.exists() else None
@@ -138,7 +147,11 @@ def run_predict(
     points = predicted_points(
         probs, centre_lat, centre_lon, top_k=options.top_k, near_km=near_km, region=region
     )
-    lat, lon = points[predictor]
+    similar: list[list[Any]] = [[] for _ in groups]
+    if indexes:
+        lat, lon, similar = _retrieve(indexes, folds, features, probs, classes, predictor, points)
+    else:
+        lat, lon = points[predictor]
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
     predictions = []
     ids = np.asarray(classes.cell_ids)
@@ -164,11 +177,79 @@ def run_predict(
                 true_lat=truth[0] if truth else None,
                 true_lon=truth[1] if truth else None,
                 error_km=error,
+                neighbours=_nearest(similar[i], float(lat[i]), float(lon[i]), options.neighbours),
             )
         )
     if options.map is not None:
         _draw_map(workspace, grid or load_grid(workspace), predictions[0], options.map)
     return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map, notes)
+
+
+def _indexes(run: Run, folds: list[int], predictor: str) -> dict[int, Any]:
+    """Each trained fold's (index, settings), when every fold has them; {} otherwise (a
+    run from before retrieval), which a run answering with retrieval cannot be."""
+    from geotag.errors import DataError
+    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
+    from geotag.retrieval.index import LocationIndex
+
+    found = {}
+    for fold in folds:
+        index = LocationIndex.load(run.fold_dir(fold))
+        choice = run.config.retrieval.get(str(fold))
+        if index is None or choice is None:
+            if predictor in RETRIEVAL_PREDICTORS:
+                raise DataError(
+                    f"run {run.name} answers with its {predictor} point, but fold {fold} has "
+                    "no retrieval index or settings; retrain it"
+                )
+            return {}
+        found[fold] = (index, choice)
+    return found
+
+
+def _retrieve(
+    indexes: dict[int, Any], folds: list[int], features: list[Any], probs: Any, classes: Any,
+    predictor: str, points: dict[str, Any],
+) -> tuple[Any, Any, list[list[Any]]]:  # fmt: skip
+    """The retrieval answer (every fold's index, pooled), or the cell point it falls back on
+    where nothing was found; and the neighbours it leaned on. With a cell predictor the
+    answer stays the cell point and the neighbours are the refined search's."""
+    import numpy as np
+
+    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
+    from geotag.retrieval.predictors import FoldRetrieval, pooled_answer, top_cell_ids
+
+    parts = [
+        FoldRetrieval(fold, indexes[fold][0], features[i], indexes[fold][1])
+        for i, fold in enumerate(folds)
+    ]
+    searched = predictor if predictor in RETRIEVAL_PREDICTORS else "refined"
+    lat, lon, neighbours = pooled_answer(parts, top_cell_ids(probs, classes.cell_ids), searched)
+    fallback_lat, fallback_lon = points["weighted"] if searched == predictor else points[predictor]
+    if searched != predictor:
+        return fallback_lat, fallback_lon, neighbours
+    found = np.isfinite(lat)
+    return np.where(found, lat, fallback_lat), np.where(found, lon, fallback_lon), neighbours
+
+
+def _nearest(found: list[Any], lat: float, lon: float, count: int) -> tuple[Any, ...]:
+    """The ``count`` most similar training images, with their distance from the answer."""
+    from geotag.evaluate.prediction import SimilarImage
+    from geotag.geo.distance import haversine_km
+
+    best = sorted(found, key=lambda n: -n.similarity)[:count]
+    return tuple(
+        SimilarImage(
+            n.path, n.lat, n.lon, n.similarity, float(haversine_km(lat, lon, n.lat, n.lon)), n.fold
+        )
+        for n in best
+    )
+
+
+def _unit(vectors: Any) -> Any:
+    import numpy as np
+
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _draw_map(workspace: Workspace, grid: Grid, prediction: Prediction, path: Path) -> None:

@@ -397,7 +397,14 @@ def run_train(
                 ranks, progress, epoch_saved, resume, tau_km, grid.cell_km, grid.region.geometry,
             )  # fmt: skip
         if ranks.is_main:
-            write_config(run, replace(config, predictor=_choose_predictor(run, config)))
+            write_config(
+                run,
+                replace(
+                    config,
+                    predictor=_choose_predictor(run, config),
+                    retrieval=_retrieval_choices(run, config),
+                ),
+            )
         distributed.barrier(ranks)
         return TrainResult(
             name=name,
@@ -635,9 +642,8 @@ def _train_fold(
         trainer.resume()
     outcome = trainer.run(progress, on_epoch)
     if ranks.is_main and outcome.best_epoch:
-        _score_predictors(run, workspace.root, fold, options, classes, pre,
-                          [views[i] for i in val_idx], labels[val_idx], latlon[val_idx], device,
-                          workers, progress, cell_km, region)  # fmt: skip
+        _score_predictors(run, workspace.root, fold, options, classes, pre, samples, split,
+                          device, workers, progress, cell_km, region)  # fmt: skip
     return outcome
 
 
@@ -701,27 +707,50 @@ def _points(grid: Any, classes: Any, samples: _Samples, index: np.ndarray) -> Cl
 
 def _score_predictors(
     run: RunFolder, root: Path, fold: int, options: TrainOptions, classes: Any, pre: Any,
-    views: list[tuple[str, ...]], labels: np.ndarray, latlon: np.ndarray,
-    device: torch.device, workers: int, progress: Progress, cell_km: float, region: Any,
+    samples: _Samples, split: tuple[np.ndarray, np.ndarray], device: torch.device,
+    workers: int, progress: Progress, cell_km: float, region: Any,
 ) -> None:  # fmt: skip
-    """Score every predicted point of the fold's best checkpoint on its inner validation
-    split, for the run's choice of predictor (never on the outer fold)."""
+    """Index the fold's training images (their pooled features, by its best checkpoint),
+    choose the retrieval settings, and score every predicted point, all on the fold's inner
+    validation split, for the run's choice of predictor (never on the outer fold)."""
     from geotag.evaluate import metrics as m
-    from geotag.evaluate.inference import class_probabilities
+    from geotag.evaluate.inference import infer
+    from geotag.retrieval.index import LocationIndex
+    from geotag.retrieval.predictors import choose, retrieval_points
+    from geotag.retrieval.search import make_search
     from geotag.train.runs import InnerScores, Run, read_config, write_inner_scores
 
+    train_idx, val_idx = split
     model = Run(run.folder, config=read_config(run)).build_model(fold)
-    probs, ok = class_probabilities(
-        [model], root, views, pre, batch_size=options.batch_size,
-        workers=workers, device=device, progress=progress,
-        task=f"fold {fold}: choosing the predicted point on the inner split",
-    )  # fmt: skip
+
+    def pooled(index: np.ndarray, task: str) -> Any:
+        return infer(
+            [model], root, [samples.views[i] for i in index], pre, features=True,
+            batch_size=options.batch_size, workers=workers, device=device, progress=progress,
+            task=f"fold {fold}: {task}",
+        )  # fmt: skip
+
+    val = pooled(val_idx, "choosing the predicted point on the inner split")
+    ok = val.ok
     if not ok.any():
         return
+    indexed = pooled(train_idx, f"indexing {len(train_idx):,} training images")
+    keep = train_idx[indexed.ok]
+    index = LocationIndex.build(
+        indexed.features[0][indexed.ok], samples.latlon[keep, 0], samples.latlon[keep, 1],
+        samples.cells[keep], [str(g) for g in samples.groups[keep]],
+        [samples.views[i][0] for i in keep], fuse=False,
+    )  # fmt: skip
+    index.save(run.fold_dir(fold))
+    search = make_search(index)
+    probs, latlon = val.probs[ok], samples.latlon[val_idx][ok]
+    queries = val.features[0][ok]
     centre_lat, centre_lon = classes.centres()
+    choice, grid = choose(search, queries, probs, classes, latlon[:, 0], latlon[:, 1])
     scored = m.score(
-        probs[ok], labels[ok], latlon[ok, 0], latlon[ok, 1], centre_lat, centre_lon, cell_km,
-        near_km=m.WEIGHTED_NEAR_CELLS * cell_km, region=region,
+        probs, samples.labels[val_idx][ok], latlon[:, 0], latlon[:, 1], centre_lat, centre_lon,
+        cell_km, near_km=m.WEIGHTED_NEAR_CELLS * cell_km, region=region,
+        retrieval=retrieval_points(search, queries, probs, classes, choice),
     )  # fmt: skip
     predictors = scored.metrics["predictors"]
     write_inner_scores(
@@ -730,8 +759,22 @@ def _score_predictors(
             images=int(ok.sum()),
             median_km={name: float(p["median_km"]) for name, p in predictors.items()},
             geoscore={name: float(p["geoscore"]) for name, p in predictors.items()},
+            retrieval=choice,
+            retrieval_grid=grid,
         ),
     )  # fmt: skip
+
+
+def _retrieval_choices(run: RunFolder, config: Any) -> dict[str, Any]:
+    """Each trained fold's retrieval settings, as its inner split chose them."""
+    from geotag.train.runs import read_inner_scores
+
+    choices = {}
+    for fold in config.folds_trained:
+        scores = read_inner_scores(run, fold)
+        if scores is not None and scores.retrieval is not None:
+            choices[str(fold)] = scores.retrieval
+    return choices
 
 
 def _choose_predictor(run: RunFolder, config: Any) -> str | None:

@@ -136,6 +136,21 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def logits_and_features(
+    model: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class scores and the pooled features they come from (what the head reads: the
+    embedding retrieval compares), in one pass, for a plain timm model or a multi-view one."""
+    inner = unwrap(model)
+    if isinstance(inner, MultiViewClassifier):
+        pooled = inner.fuse(inner.forward_features(images))
+        return inner.forward_head(pooled), pooled
+    # timm's contract: forward_features, then forward_head (pre_logits: the pooled vector).
+    features = inner.forward_features(images)  # type: ignore[operator]
+    pooled = inner.forward_head(features, pre_logits=True)  # type: ignore[operator]
+    return inner.forward_head(features), pooled  # type: ignore[operator]
+
+
 # -- multi-view --------------------------------------------------------------------------
 class MultiViewClassifier(nn.Module):
     """N views of one place through one shared timm backbone, fused, then a linear head.

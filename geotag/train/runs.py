@@ -41,6 +41,33 @@ class ClassPoints:
 
 @contracts.contract
 @dataclass(frozen=True)
+class RetrievalChoice:
+    """A fold's retrieval settings, chosen on its inner validation split (geotag.retrieval):
+    ``refined`` searches the training entries of the top ``refined_k`` cells, ``knn`` the
+    whole index; each answers the weighted medoid of its ``m`` nearest entries, weighted
+    by softmax(cosine similarity / temperature)."""
+
+    entries: int  # entries in the fold's index
+    refined_k: int
+    refined_m: int
+    refined_temperature: float
+    knn_m: int
+    knn_temperature: float
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, why) of the first value no choice can have, or None."""
+        for name in ("entries", "refined_k", "refined_m", "knn_m"):
+            if getattr(self, name) < 1:
+                return name, f"must be at least 1; got {getattr(self, name)}"
+        for name in ("refined_temperature", "knn_temperature"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                return name, f"must be a positive number; got {value}"
+        return None
+
+
+@contracts.contract
+@dataclass(frozen=True)
 class RunConfig:
     """``runs/<name>/config.json``: what a run is, for every stage that reads it."""
 
@@ -78,6 +105,9 @@ class RunConfig:
     #: how many per fold (a spatial split's buffer).
     buffer_km: float = 0.0
     buffered: dict[str, int] = field(default_factory=dict)
+    #: Per trained fold with an index (``fold-<k>/index.safetensors``), its retrieval
+    #: settings; empty for a run from before retrieval, which has no knn/refined point.
+    retrieval: dict[str, RetrievalChoice] = field(default_factory=dict)
 
     @property
     def selected_on_inner_split(self) -> bool:
@@ -137,6 +167,11 @@ class RunConfig:
             _check_fold_key(bad, "buffered", key, self.folds)
             if count < 0:
                 raise bad(f"buffered.{key}", f"must be zero or more; got {count}")
+        for key, choice in self.retrieval.items():
+            _check_fold_key(bad, "retrieval", key, self.folds)
+            problem = choice.problem()
+            if problem is not None:
+                raise bad(f"retrieval.{key}.{problem[0]}", problem[1])
 
 
 #: Where a run's class points come from (RunConfig.points_from).
@@ -173,6 +208,9 @@ class InnerScores:
     images: int
     median_km: dict[str, float]
     geoscore: dict[str, float]
+    #: The retrieval settings chosen there, with every combination tried (None: no index).
+    retrieval: RetrievalChoice | None = None
+    retrieval_grid: list[dict[str, float]] = field(default_factory=list)
 
 
 def write_inner_scores(run: RunFolder, fold: int, scores: InnerScores) -> None:

@@ -46,7 +46,11 @@ def test_eval_scores_every_fold_on_its_held_out_images(trained_ws: Workspace) ->
     assert EvalMetrics.read(out / "metrics.json") == result.metrics
     assert metrics["folds"] == [0, 1, 2]
     assert set(metrics["per_image"]["per_fold"]) == {"0", "1", "2"}
-    assert metrics["headline"] in ("top_cell", "weighted")
+    assert metrics["headline"] in ("top_cell", "weighted", "knn", "refined")
+    # Every fold has an index, so every predictor is scored, per image and per location.
+    for summary in ("per_image", "per_location"):
+        for scores in metrics[summary]["per_fold"].values():
+            assert set(scores["predictors"]) == {"top_cell", "weighted", "knn", "refined"}
     predictions = pd.read_parquet(out / "predictions.parquet")
     images = pd.read_parquet(trained_ws.images_parquet)
     folds = pd.read_csv(trained_ws.run_dir("tiny") / "folds.csv")
@@ -192,7 +196,7 @@ def test_the_headline_predictor_is_the_one_chosen_in_training(trained_ws: Worksp
     from geotag.train.runs import open_run
 
     declared = open_run(trained_ws, "tiny").config.predictor
-    assert declared in ("top_cell", "weighted")
+    assert declared in ("top_cell", "weighted", "knn", "refined")
     result = run_eval(trained_ws, OPTIONS)
     assert result.metrics.headline == declared
     assert result.metrics.headline_chosen_on == "inner validation split"
@@ -200,7 +204,7 @@ def test_the_headline_predictor_is_the_one_chosen_in_training(trained_ws: Worksp
     assert {f.headline for f in result.metrics.per_image.per_fold.values()} == {declared}
     predictions = pd.read_parquet(result.folder / "predictions.parquet")
     assert (predictions["predictor"] == declared).all()
-    for name in ("top_cell", "weighted"):
+    for name in ("top_cell", "weighted", "knn", "refined"):
         assert {f"pred_lat_{name}", f"pred_lon_{name}", f"error_km_{name}"} <= set(predictions)
     np.testing.assert_array_equal(predictions["error_km"], predictions[f"error_km_{declared}"])
 

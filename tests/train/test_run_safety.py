@@ -161,7 +161,7 @@ CORRUPTIONS: list[tuple[str, object, str]] = [
     ("fusion", "max", "field 'fusion': must be one of mean, concat"),
     ("model", 5, "field 'model': Input should be a valid string"),
     ("model", "resnet1O", "field 'model': unknown model 'resnet1O'"),
-    ("predictor", "magic", "field 'predictor': must be one of top_cell, weighted"),
+    ("predictor", "magic", "field 'predictor': must be one of top_cell, weighted, knn, refined"),
     ("cell_km", -1.0, "field 'cell_km': must be a positive number"),
     ("folds", 1, "field 'folds': must be at least 2"),
 ]

@@ -317,7 +317,20 @@ def test_choices_made_in_training_ignore_the_outer_folds_labels(train_ws: Worksp
     assert best.keys() == best_scrambled.keys()
     assert all(torch.equal(best[k], best_scrambled[k]) for k in best)
     inner = json.loads(plain.inner_scores(0).read_text())
-    assert set(inner["median_km"]) == {"top_cell", "weighted"} and inner["images"] > 0
+    assert set(inner["median_km"]) == {"top_cell", "weighted", "knn", "refined"}
+    assert inner["images"] > 0
+    # The retrieval settings, and the index itself, come from the inner splits only.
+    assert plain.config.retrieval == scrambled.config.retrieval
+    assert set(plain.config.retrieval) == {"0"}
+    assert inner == json.loads(scrambled.inner_scores(0).read_text())
+    from geotag.retrieval.index import LocationIndex
+
+    index, index_scrambled = (LocationIndex.load(r.fold_dir(0)) for r in (plain, scrambled))
+    assert index is not None and index_scrambled is not None
+    assert np.array_equal(index.embeddings, index_scrambled.embeddings)
+    indexed = {str(p) for p in index.path}
+    assert indexed <= set(folds.loc[folds["fold"] != 0, "path"])  # training photos only
+    assert len(indexed) > 0.8 * (len(folds) - len(outer)) * 0.9  # inner training, not less
 
 
 def test_a_spatial_split_leaves_out_training_images_near_the_held_out_blocks(
