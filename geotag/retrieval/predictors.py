@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from geotag.retrieval.index import LocationIndex
     from geotag.retrieval.search import ExactSearch
     from geotag.train.classes import ClassMap
-    from geotag.train.runs import RetrievalChoice
+    from geotag.train.runs import RetrievalChoice, Run
 
 #: Top cells handed to the refined search: the most any choice may use.
 TOP_CELLS = max(KS)
@@ -168,8 +168,27 @@ def pooled_answer(
     return np.where(found, lat, np.nan), np.where(found, lon, np.nan), neighbours
 
 
-def _rows(table: Any) -> list[dict[str, float]]:
-    """The settings grid as a list of plain rows, whatever shape choose_settings gave it."""
-    if isinstance(table, dict):
-        table = table.get("rows", list(table.values()))
-    return [{str(k): float(v) for k, v in dict(row).items()} for row in table]
+def fold_retrieval(
+    run: Run, fold: int, predictor: str | None
+) -> tuple[LocationIndex, RetrievalChoice] | None:
+    """The fold's index and settings; None for a run from before retrieval. A run whose
+    ``predictor`` needs them and lacks them is refused in one line."""
+    from geotag.errors import DataError
+    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
+    from geotag.retrieval.index import LocationIndex
+
+    index = LocationIndex.load(run.fold_dir(fold))
+    choice = run.config.retrieval.get(str(fold))
+    if index is not None and choice is not None:
+        return index, choice
+    if predictor in RETRIEVAL_PREDICTORS:
+        raise DataError(
+            f"run {run.name} answers with its {predictor} point, but fold {fold} has no "
+            f"retrieval index ({run.fold_dir(fold)}/index.safetensors) or settings; retrain it"
+        )
+    return None
+
+
+def _rows(table: dict[str, Any]) -> list[dict[str, float]]:
+    """choose_settings' table of every combination tried, as plain rows."""
+    return [{str(k): float(v) for k, v in row.items()} for row in table["rows"]]

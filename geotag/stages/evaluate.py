@@ -58,7 +58,7 @@ def run_eval(
     from geotag.evaluate.inference import infer
     from geotag.evaluate.summary import EvalMetrics
     from geotag.gridfile import load_grid
-    from geotag.retrieval.index import LocationIndex
+    from geotag.retrieval.predictors import fold_retrieval
     from geotag.retrieval.search import make_search
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
@@ -92,7 +92,7 @@ def run_eval(
         # Each fold answers with the points of its own training images, never the scored ones.
         fold_classes = run.fold_classes(fold)
         centre_lat, centre_lon = fold_classes.centres()
-        index, choice = _retrieval(run, fold, declared, LocationIndex)
+        index, choice = fold_retrieval(run, fold, declared) or (None, None)
         views, frame = group_views(frame, run.views)
         done = infer(
             [model], root, views, run.preprocessing, features=index is not None,
@@ -170,23 +170,6 @@ def run_eval(
         np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, grid,
     )  # fmt: skip
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
-
-
-def _retrieval(run: Any, fold: int, declared: str | None, index_type: Any) -> tuple[Any, Any]:
-    """The fold's index and retrieval settings, or (None, None) for a run from before
-    retrieval; a run whose chosen predictor needs them and lacks them is refused."""
-    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
-
-    index = index_type.load(run.fold_dir(fold))
-    choice = run.config.retrieval.get(str(fold))
-    if index is None or choice is None:
-        if declared in RETRIEVAL_PREDICTORS:
-            raise DataError(
-                f"run {run.name} answers with its {declared} point, but fold {fold} has no "
-                f"retrieval index ({run.fold_dir(fold)}/index.safetensors) or settings"
-            )
-        return None, None
-    return index, choice
 
 
 def _retrieved(search: Any, choice: Any, classes: Any, queries: Any, probs: Any) -> Any:

@@ -188,22 +188,14 @@ def run_predict(
 def _indexes(run: Run, folds: list[int], predictor: str) -> dict[int, Any]:
     """Each trained fold's (index, settings), when every fold has them; {} otherwise (a
     run from before retrieval), which a run answering with retrieval cannot be."""
-    from geotag.errors import DataError
-    from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
-    from geotag.retrieval.index import LocationIndex
+    from geotag.retrieval.predictors import fold_retrieval
 
     found = {}
     for fold in folds:
-        index = LocationIndex.load(run.fold_dir(fold))
-        choice = run.config.retrieval.get(str(fold))
-        if index is None or choice is None:
-            if predictor in RETRIEVAL_PREDICTORS:
-                raise DataError(
-                    f"run {run.name} answers with its {predictor} point, but fold {fold} has "
-                    "no retrieval index or settings; retrain it"
-                )
+        retrieval = fold_retrieval(run, fold, predictor)
+        if retrieval is None:
             return {}
-        found[fold] = (index, choice)
+        found[fold] = retrieval
     return found
 
 
