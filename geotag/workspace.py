@@ -137,7 +137,9 @@ class RunFolder:
 
         config.json                  the run's contract (RunConfig)
         folds.csv                    path,group,fold for every image
+        cells.parquet                the run's cells (GeoParquet): predict's classes
         fold-<k>/model.safetensors   the fold's best weights; last.ckpt, history.csv
+        fold-<k>/cells.parquet       the fold's own cells (--cells adaptive, admin)
         eval/ (eval-<side>-<fraction>/ with a mask)   metrics.json, predictions.parquet, plots
         explain/                     overlays, audit.json, audit.md, pictures
     """
@@ -158,6 +160,11 @@ class RunFolder:
 
     def fold_dir(self, fold: int) -> Path:
         return self.folder / f"fold-{fold}"
+
+    def cells(self, fold: int | None = None) -> Path:
+        """The cells a run's classes are (``cells.parquet``), or those of one fold, made from
+        that fold's training images only."""
+        return (self.folder if fold is None else self.fold_dir(fold)) / "cells.parquet"
 
     def weights(self, fold: int) -> Path:
         """The fold's best weights (safetensors)."""

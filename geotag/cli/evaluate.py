@@ -112,8 +112,9 @@ def _print_metrics(metrics: EvalMetrics) -> None:
         mean_base = (
             f"{base.mean_location_mean_km:,.0f} centre, {base.random_image_mean_km:,.0f} random"
         )
+    own = "" if metrics.cells == "grid" else f" ({metrics.cells} cells)"
     rows: list[tuple[str, Callable[[Scores], float], bool, str]] = [
-        ("top-1", lambda s: s.top1, True, top1_base),
+        (f"top-1{own}", lambda s: s.top1, True, top1_base),
         ("top-5", lambda s: s.top5, True, f"{min(1.0, 5 * chance):.1%} chance"),
         ("balanced accuracy", lambda s: s.balanced_accuracy, True, f"{chance:.1%} chance"),
         (f"median km ({headline})", lambda s: s.distance(headline, "median_km"), False,
@@ -125,6 +126,11 @@ def _print_metrics(metrics: EvalMetrics) -> None:
         (f"within {km} km ({headline})", partial(_within, headline, km), True, "")
         for km in SUMMARY_THRESHOLDS_KM
     ]
+    if mean.in_grid_cell is not None and headline in mean.in_grid_cell:
+        rows.append(
+            (f"in the true grid cell ({headline})",
+             lambda s: (s.in_grid_cell or {}).get(headline, 0.0), True, "")
+        )  # fmt: skip
     if "inside_region" in mean.predictors[headline]:
         rows.append(
             (f"points inside the region ({headline})",
@@ -187,6 +193,9 @@ def _print_predictors(metrics: EvalMetrics) -> None:
     for column in ("predictor", "median km", "mean km",
                    *(f"within {km} km" for km in SUMMARY_THRESHOLDS_KM), "GeoScore"):  # fmt: skip
         table.add_column(column, justify="right")
+    grid_hits = mean.in_grid_cell or {}
+    if grid_hits:
+        table.add_column("in grid cell", justify="right")
     for name in mean.predictors:
         star = " *" if name == metrics.headline else ""
         table.add_row(
@@ -195,6 +204,7 @@ def _print_predictors(metrics: EvalMetrics) -> None:
             f"{mean.distance(name, 'mean_km'):,.0f}",
             *(f"{mean.within_km(name, km):.1%}" for km in SUMMARY_THRESHOLDS_KM),
             f"{mean.distance(name, 'geoscore'):,.0f}",
+            *([f"{grid_hits.get(name, 0.0):.1%}"] if grid_hits else []),
         )
     console.print(table)
 

@@ -75,9 +75,32 @@ def train(
             "--split", help="group: by panorama/place; spatial: by coarse H3 block (stricter)."
         ),
     ] = TRAIN_DEFAULTS.split,
+    cells: Annotated[
+        str,
+        typer.Option(
+            "--cells",
+            help="Classes: grid (the workspace's cells), adaptive (grid cells split where "
+            "training images crowd, merged where sparse) or admin (states/provinces, split "
+            "and merged alike). adaptive/admin cells are made per fold from its training "
+            "images only.",
+        ),
+    ] = TRAIN_DEFAULTS.cells,
     min_images_per_cell: Annotated[
-        int, typer.Option("--min-images-per-cell", help="Cells with fewer images are no class.")
+        int,
+        typer.Option(
+            "--min-images-per-cell",
+            help="grid: cells with fewer images are no class; adaptive/admin: such cells are "
+            "merged into a neighbour.",
+        ),
     ] = TRAIN_DEFAULTS.min_images_per_cell,
+    max_images_per_cell: Annotated[
+        int,
+        typer.Option(
+            "--max-images-per-cell",
+            help="adaptive/admin: cells with more training images are split (quadtree, or "
+            "H3 children).",
+        ),
+    ] = TRAIN_DEFAULTS.max_images_per_cell,
     mask_bottom: Annotated[
         float,
         typer.Option(
@@ -163,7 +186,9 @@ def train(
         folds=folds,
         fold=fold,
         split=split,
+        cells=cells,
         min_images_per_cell=min_images_per_cell,
+        max_images_per_cell=max_images_per_cell,
         mask_bottom=mask_bottom,
         hflip=hflip,
         label_smoothing=label_smoothing,

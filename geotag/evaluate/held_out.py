@@ -18,7 +18,9 @@ def held_out_sets(
     workspace: Workspace, run: Run, images_file: Path | None
 ) -> dict[int, pd.DataFrame]:
     """Per trained fold, the images it is scored on (images.parquet columns + ``fold``):
-    its own held-out fold from folds.csv, or all of a separate test set ``images_file``."""
+    its own held-out fold from folds.csv, or all of a separate test set ``images_file``.
+    ``cell_id`` is the cell of the fold's classes, ``grid_cell`` the workspace grid's
+    (:meth:`~geotag.train.runs.Run.with_fold_cells`)."""
     import pandas as pd
 
     from geotag.dataset import conform, read_images
@@ -36,7 +38,7 @@ def held_out_sets(
             raise InputError(f"cannot read --images {images_file}: {exc}") from None
         if table.empty:
             raise InputError(f"--images {images_file} has no rows")
-        return {fold: table.assign(fold=fold) for fold in folds}
+        return {fold: run.with_fold_cells(fold, table.assign(fold=fold)) for fold in folds}
     images = read_images(workspace)
     assignment = read_folds(run.folds_path)
     joined = assignment[["path", "fold"]].merge(images, on="path", how="inner")
@@ -45,7 +47,10 @@ def held_out_sets(
             f"{len(assignment) - len(joined):,} image(s) of folds.csv are gone from "
             "images.parquet; evaluate with --images, or retrain"
         )
-    return {fold: joined[joined["fold"] == fold].reset_index(drop=True) for fold in folds}
+    return {
+        fold: run.with_fold_cells(fold, joined[joined["fold"] == fold].reset_index(drop=True))
+        for fold in folds
+    }
 
 
 def image_root(workspace: Workspace, images_file: Path | None, frame: pd.DataFrame) -> Path:
@@ -58,12 +63,14 @@ def image_root(workspace: Workspace, images_file: Path | None, frame: pd.DataFra
 
 def training_sets(workspace: Workspace, run: Run) -> dict[int, pd.DataFrame]:
     """Per trained fold, the images its model was trained on (every other fold of
-    folds.csv): what baselines and "was this cell ever seen" are judged against."""
+    folds.csv): what baselines and "was this cell ever seen" are judged against; cells as
+    :func:`held_out_sets` gives them."""
     from geotag.dataset import read_images
     from geotag.train.folds import read_folds
 
     assignment = read_folds(run.folds_path)
     joined = assignment[["path", "fold"]].merge(read_images(workspace), on="path", how="inner")
     return {
-        fold: joined[joined["fold"] != fold].reset_index(drop=True) for fold in run.trained_folds()
+        fold: run.with_fold_cells(fold, joined[joined["fold"] != fold].reset_index(drop=True))
+        for fold in run.trained_folds()
     }

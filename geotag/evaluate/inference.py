@@ -32,6 +32,8 @@ class Inference:
     probs: np.ndarray  # (N, K), NaN rows for unreadable samples
     ok: np.ndarray  # (N,) bool
     features: tuple[np.ndarray, ...] = ()  # per model, (N, F) float32, NaN where unreadable
+    #: With ``class_maps``: per model, its own probabilities (N, K_i) before mapping.
+    model_probs: tuple[np.ndarray, ...] = ()
 
 
 def class_probabilities(
@@ -65,6 +67,7 @@ def infer(
     pre: Preprocessing,
     *,
     features: bool = False,
+    class_maps: Sequence[np.ndarray] | None = None,
     blank: Band | None = None,
     keep_only: bool = False,
     batch_size: int = 64,
@@ -74,7 +77,9 @@ def infer(
     task: str = "predicting",
 ) -> Inference:
     """:func:`class_probabilities`, and with ``features`` each model's pooled features
-    from the same pass (the embeddings retrieval compares)."""
+    from the same pass (the embeddings retrieval compares). Models with classes of their
+    own (folds with their own cells) come with ``class_maps``: per model a (K_i, K) matrix
+    sending its probabilities onto the K shared classes before they are averaged."""
     from geotag.train.model import logits_and_features
 
     progress = progress or NullProgress()
@@ -99,10 +104,21 @@ def infer(
     ready = []
     for model in models:
         ready.append(model.to(device).eval())
-    n_classes = _classes(ready[0], dataset, device) if len(views) else 0
+    maps = None
+    if class_maps is not None:
+        if len(class_maps) != len(ready):
+            raise ValueError(f"{len(class_maps)} class maps for {len(ready)} models")
+        maps = [torch.as_tensor(m, dtype=torch.float32, device=device) for m in class_maps]
+    if maps is not None:
+        n_classes = int(maps[0].shape[1])
+    else:
+        n_classes = _classes(ready[0], dataset, device) if len(views) else 0
     probs = np.full((len(views), n_classes), np.nan, dtype=np.float32)
     ok = np.zeros(len(views), dtype=bool)
     pooled: list[np.ndarray | None] = [None] * len(ready)
+    own: list[np.ndarray] = (
+        [np.full((len(views), int(m.shape[0])), np.nan, np.float32) for m in maps] if maps else []
+    )
     progress.start(task, len(loader))
     for batch in loader:
         if len(batch.indices):
@@ -117,12 +133,16 @@ def infer(
                     pooled[i][rows] = vectors.float().cpu().numpy()  # type: ignore[index]
                 else:
                     logits = model(images)
-                total += torch.softmax(logits.float(), dim=1)
+                p = torch.softmax(logits.float(), dim=1)
+                if maps is not None:
+                    own[i][rows] = p.cpu().numpy()
+                    p = p @ maps[i]
+                total += p
             probs[rows] = (total / len(ready)).cpu().numpy()
             ok[rows] = True
         progress.advance()
     kept = tuple(p if p is not None else np.zeros((len(views), 0), np.float32) for p in pooled)
-    return Inference(probs, ok, kept if features else ())
+    return Inference(probs, ok, kept if features else (), tuple(own))
 
 
 def _classes(model: torch.nn.Module, dataset: ImageDataset, device: torch.device) -> int:

@@ -58,6 +58,9 @@ class Scores:
     #: Top-1, and the headline predictor's median km, over the other samples.
     top1_seen: float | None = field(default=None, kw_only=True)
     median_km_seen: float | None = field(default=None, kw_only=True)
+    #: Per predictor, the share of points in the true workspace grid cell: comparable
+    #: between runs whatever cells they classify into (``top1`` is in the run's own).
+    in_grid_cell: dict[str, float] | None = field(default=None, kw_only=True)
 
     def distance(self, predictor: str, figure: str) -> float:
         """One distance figure of one predictor, e.g. ``("weighted", "median_km")``."""
@@ -109,6 +112,9 @@ class EvalMetrics:
     #: split", or "test folds" for a run trained before geotag had one (optimistic).
     headline_chosen_on: str = "test folds"
     checkpoint_chosen_on: str = "test folds"
+    #: What the run's classes are: grid, adaptive or admin cells (``classes``: their mean
+    #: count over the scored folds, whose own cells may differ).
+    cells: str = "grid"
 
     def to_json(self) -> dict[str, object]:
         return contracts.to_json(self)

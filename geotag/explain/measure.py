@@ -184,7 +184,7 @@ def summarise(
         )  # fmt: skip
         figs["by_copyright"] = int(rows["by_copyright"].sum())
         figs["heat"] = heat.heat_summary(
-            rows["mass"].to_numpy(), area_share, rows["cell_id"].to_numpy(),
+            rows["mass"].to_numpy(), area_share, grid_cells(rows),
             hits=rows["hit"].to_numpy(),
         )  # fmt: skip
         return figs
@@ -203,3 +203,9 @@ def summarise(
         "pooled": figures(measured, weight.to_numpy(dtype=np.float64)),
     }
     return contracts.parse(Ablation, data, "the masking ablation")
+
+
+def grid_cells(frame: pd.DataFrame) -> np.ndarray:
+    """The images' workspace grid cells: what per-cell figures count by across folds (whose
+    own cells, under ``--cells adaptive``/``admin``, differ); ``cell_id`` without them."""
+    return frame["grid_cell" if "grid_cell" in frame.columns else "cell_id"].to_numpy()

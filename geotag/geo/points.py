@@ -10,11 +10,18 @@ its part of the region (a point on that part, should the centroid fall outside i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from geotag.geo.distance import haversine_km, spherical_mean
-from geotag.geo.grid import Grid
+from geotag.geo.grid import Grid, cells_in_plane
+
+if TYPE_CHECKING:
+    from geotag.geo.partition import Partition
 
 
 def data_points(
@@ -22,6 +29,35 @@ def data_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each of ``cell_ids``' point (lat, lon in degrees), from the locations of the
     training images (``cells``, ``lat``, ``lon``: one entry per image)."""
+
+    def empty(cell: int) -> tuple[float, float]:
+        index = int(np.flatnonzero(grid.cells["cell_id"].to_numpy() == cell)[0])
+        return _clipped_centroid(grid, grid.cells_in_plane()[index])
+
+    return _points(grid, cell_ids, cells, lat, lon, empty)
+
+
+def partition_points(
+    grid: Grid, partition: Partition, cells: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`data_points` for every cell of ``partition`` (cells made over ``grid``)."""
+    ids = tuple(int(c) for c in partition.cells["cell_id"])
+    plane = cells_in_plane(np.asarray(partition.cells.geometry.values), grid.projection)
+
+    def empty(cell: int) -> tuple[float, float]:
+        return _clipped_centroid(grid, plane[ids.index(cell)])
+
+    return _points(grid, ids, cells, lat, lon, empty)
+
+
+def _points(
+    grid: Grid,
+    cell_ids: tuple[int, ...],
+    cells: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    empty: Callable[[int], tuple[float, float]],
+) -> tuple[np.ndarray, np.ndarray]:
     cells, lat, lon = np.asarray(cells), np.asarray(lat, float), np.asarray(lon, float)
     region = grid.region.geometry
     shapely.prepare(region)
@@ -30,7 +66,7 @@ def data_points(
     for i, cell in enumerate(cell_ids):
         mine = cells == cell
         if not mine.any():
-            out_lat[i], out_lon[i] = _clipped_centroid(grid, cell)
+            out_lat[i], out_lon[i] = empty(int(cell))
             continue
         m_lat, m_lon = spherical_mean(lat[mine], lon[mine], np.ones(int(mine.sum())))
         if not shapely.intersects_xy(region, float(m_lon), float(m_lat)):
@@ -40,11 +76,10 @@ def data_points(
     return out_lat, out_lon
 
 
-def _clipped_centroid(grid: Grid, cell: int) -> tuple[float, float]:
-    """The centroid of the cell's part of the region, computed in the grid's equal-area
-    plane (right across the antimeridian), or a point on that part if the centroid is not."""
-    index = int(np.flatnonzero(grid.cells["cell_id"].to_numpy() == cell)[0])
-    plane = grid.cells_in_plane()[index]
+def _clipped_centroid(grid: Grid, plane: BaseGeometry) -> tuple[float, float]:
+    """The centroid of a cell's part of the region (``plane``: the cell in the grid's
+    equal-area plane; right across the antimeridian), or a point on that part if the
+    centroid is not."""
     piece = shapely.intersection(plane, grid.region_projected)
     if piece.is_empty:
         piece = plane

@@ -117,10 +117,12 @@ class FoldRetrieval:
     index: LocationIndex
     queries: np.ndarray  # (N, d) the photos' embeddings by this fold's model
     choice: RetrievalChoice
+    #: (N, TOP_CELLS) the cell ids (of this fold's classes) the photos most likely lie in
+    top_cells: np.ndarray
 
 
 def pooled_answer(
-    parts: Sequence[FoldRetrieval], top_cells: np.ndarray, predictor: str
+    parts: Sequence[FoldRetrieval], predictor: str
 ) -> tuple[np.ndarray, np.ndarray, list[list[Neighbour]]]:
     """(lat, lon, neighbours) per photo from every fold's index at once.
 
@@ -133,12 +135,12 @@ def pooled_answer(
     """
     from geotag.retrieval.search import make_search
 
-    n = len(top_cells)
+    n = len(parts[0].queries) if parts else 0
     lats, lons, weights = [], [], []
     neighbours: list[list[Neighbour]] = [[] for _ in range(n)]
     for part in parts:
         chosen = settings(part.choice, predictor)
-        cells = top_cells[:, : chosen.k] if predictor == "refined" else None
+        cells = part.top_cells[:, : chosen.k] if predictor == "refined" else None
         idx, sims = make_search(part.index).nearest(part.queries, chosen.m, cells)
         valid = idx >= 0
         w = softmax_weights(idx, sims, chosen.temperature) / len(parts)

@@ -57,6 +57,7 @@ def run_eval(
     from geotag.evaluate.held_out import held_out_sets, image_root, training_sets
     from geotag.evaluate.inference import infer
     from geotag.evaluate.summary import EvalMetrics
+    from geotag.geo.locate import CellLocator
     from geotag.gridfile import load_grid
     from geotag.retrieval.predictors import fold_retrieval
     from geotag.retrieval.search import make_search
@@ -70,7 +71,6 @@ def run_eval(
         raise InputError(f"--batch-size must be at least 1; got {options.batch_size}")
     run = open_run(workspace, options.run)
     run.check_version()
-    classes = run.classes
     cell_km = run.config.cell_km
     near_km = m.WEIGHTED_NEAR_CELLS * cell_km
     # The predicted point was chosen on the inner splits at training time; a run from
@@ -80,12 +80,14 @@ def run_eval(
     trained_on = training_sets(workspace, run)
     grid = load_grid(workspace)
     region = grid.region.geometry
+    in_grid = CellLocator(grid)
     device = resolve_device(options.device)
     root = image_root(workspace, options.images, next(iter(sets.values())))
     per_image: dict[str, Any] = {}
     per_location: dict[str, Any] = {}
     rows: list[pd.DataFrame] = []
     all_true, all_pred = [], []
+    class_counts = []
     unreadable = 0
     for fold, frame in sets.items():
         model = run.build_model(fold)
@@ -107,7 +109,7 @@ def run_eval(
             raise DataError(f"none of fold {fold}'s held-out images could be read")
         search = make_search(index) if index is not None else None
         queries = done.features[0][ok] if index is not None else None
-        true_class = classes.index_of(frame["cell_id"])
+        true_class = fold_classes.index_of(frame["cell_id"])
         true_lat, true_lon = frame["lat"].to_numpy(), frame["lon"].to_numpy()
         scored = m.score(
             probs, true_class, true_lat, true_lon, centre_lat, centre_lon, cell_km,
@@ -115,10 +117,11 @@ def run_eval(
             retrieval=_retrieved(search, choice, fold_classes, queries, probs),
         )  # fmt: skip
         train = trained_on[fold]
-        train_class = classes.index_of(train["cell_id"])
+        train_class = fold_classes.index_of(train["cell_id"])
+        grid_cell = frame["grid_cell"].to_numpy()
         per_image[str(fold)] = _with_references(
             scored, train, train_class, frame["cell_id"].to_numpy(), true_class,
-            true_lat, true_lon,
+            true_lat, true_lon, _in_grid_cell(in_grid, scored, grid_cell),
         )  # fmt: skip
         fused, _, first = m.fuse_by_group(probs, frame[GROUP].to_numpy())
         fused_queries = (
@@ -131,18 +134,20 @@ def run_eval(
         )  # fmt: skip
         per_location[str(fold)] = _with_references(
             located, train, train_class, frame["cell_id"].to_numpy()[first], true_class[first],
-            true_lat[first], true_lon[first],
+            true_lat[first], true_lon[first], _in_grid_cell(in_grid, located, grid_cell[first]),
         )  # fmt: skip
-        rows.append(_predictions(frame, fold, scored, classes.cell_ids, declared))
+        rows.append(_predictions(frame, fold, scored, fold_classes.cell_ids, declared, in_grid))
         all_true.append(true_class)
         all_pred.append(probs.argmax(axis=1))
+        class_counts.append(len(fold_classes))
 
     image_summary = {**m.aggregate_folds(list(per_image.values()), declared), "per_fold": per_image}
     numbers: dict[str, Any] = {
         "run": run.name,
         "model": run.architecture,
-        "classes": len(classes),
-        "chance_top1": 1.0 / len(classes),
+        "classes": round(float(np.mean(class_counts))),
+        "chance_top1": float(np.mean([1.0 / n for n in class_counts])),
+        "cells": run.config.cells,
         "mask": str(options.mask) if options.mask else None,
         "run_mask": str(run.preprocessing.mask) if run.preprocessing.mask else None,
         "test_set": str(options.images) if options.images else "held-out folds",
@@ -165,10 +170,19 @@ def run_eval(
     out = run.eval_dir(options.mask)
     out.mkdir(parents=True, exist_ok=True)
     predictions = pd.concat(rows, ignore_index=True)
+    if run.own_fold_cells:
+        # Folds' own cells differ: one confusion matrix and map over the workspace grid.
+        grid_ids = grid.cells["cell_id"].to_numpy()
+        position = {int(c): i for i, c in enumerate(grid_ids)}
+        true_all = np.array([position.get(int(c), -1) for c in predictions["grid_cell"]])
+        pred_all = np.array([position.get(int(c), -1) for c in predictions["pred_grid_cell"]])
+        shown = (true_all, pred_all, tuple(int(c) for c in grid_ids), "grid_cell")
+    else:
+        classes = run.classes
+        shown = (np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, "")
     files = _write_outputs(
-        workspace, run.metrics_path(options.mask), metrics, predictions,
-        np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, grid,
-    )  # fmt: skip
+        workspace, run.metrics_path(options.mask), metrics, predictions, *shown, grid
+    )
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
 
 
@@ -204,10 +218,12 @@ def _with_references(
     true_class: np.ndarray,
     true_lat: np.ndarray,
     true_lon: np.ndarray,
+    in_grid_cell: dict[str, float],
 ) -> dict[str, Any]:
     """``scored.metrics`` with what the model must beat and what it cannot know: the
-    baselines from this fold's training images, and the scored samples whose cell has no
-    training image (counted; top-1 and the headline's median km also given without them)."""
+    baselines from this fold's training images, the scored samples whose cell has no
+    training image (counted; top-1 and the headline's median km also given without them),
+    and per predictor the share of points in the true workspace grid cell."""
     import numpy as np
 
     from geotag.evaluate.baselines import baselines
@@ -224,14 +240,30 @@ def _with_references(
         "unseen_cell": int((~seen).sum()),
         "top1_seen": float(hits.mean()) if len(hits) else 0.0,
         "median_km_seen": float(np.median(errors)) if len(errors) else 0.0,
+        "in_grid_cell": in_grid_cell,
     }  # fmt: skip
 
 
+def _in_grid_cell(locator: Any, scored: Any, grid_cell: np.ndarray) -> dict[str, float]:
+    """Per predictor, the share of samples whose point lies in their own workspace grid
+    cell: a top-1 that means the same whatever cells a run classifies into."""
+    import numpy as np
+
+    return {
+        name: float(
+            np.mean(locator.cells(scored.pred_lat[name], scored.pred_lon[name]) == grid_cell)
+        )
+        for name in scored.pred_lat
+    }
+
+
 def _predictions(
-    frame: pd.DataFrame, fold: int, scored: Any, cell_ids: tuple[int, ...], headline: str | None
-) -> pd.DataFrame:
-    """One row per scored sample: its top cells, the headline point (the same predictor in
-    every fold when one was declared) and every predictor's point and error."""
+    frame: pd.DataFrame, fold: int, scored: Any, cell_ids: tuple[int, ...], headline: str | None,
+    in_grid: Any,
+) -> pd.DataFrame:  # fmt: skip
+    """One row per scored sample: its top cells (the fold's), the headline point (the same
+    predictor in every fold when one was declared) and every predictor's point and error,
+    and the workspace grid cells of the truth and of the headline point."""
     import numpy as np
     import pandas as pd
 
@@ -254,6 +286,8 @@ def _predictions(
             "group": frame[GROUP].astype(str),
             "fold": fold,
             "true_cell": frame["cell_id"].astype("int64"),
+            "grid_cell": frame["grid_cell"].astype("int64"),
+            "pred_grid_cell": in_grid.cells(scored.pred_lat[best], scored.pred_lon[best]),
             "pred_cells": [list(map(int, ids[o])) for o in order],
             "pred_probs": [list(map(float, p)) for p in scored.top_probs],
             "true_lat": frame["lat"].to_numpy(),
@@ -276,8 +310,12 @@ def _write_outputs(
     true_class: np.ndarray,
     pred_class: np.ndarray,
     cell_ids: tuple[int, ...],
+    by: str,
     grid: Any,
 ) -> tuple[Path, ...]:
+    """metrics.json, predictions.parquet and the plots; the confusion matrix and the
+    accuracy map by the run's classes, or with ``by="grid_cell"`` by the workspace grid's
+    cells (``true_class``/``pred_class`` then index the grid's cells)."""
     import geopandas as gpd
 
     from geotag import contracts
@@ -295,10 +333,15 @@ def _write_outputs(
     plots.plot_confusion(
         matrix, list(cell_ids), out / "confusion_matrix.png", out / "confusion_matrix.csv"
     )
-    per_cell = m.per_cell_table(
-        predictions["true_cell"], [cells[0] for cells in predictions["pred_cells"]],
-        predictions["error_km"],
-    )  # fmt: skip
+    if by == "grid_cell":
+        per_cell = m.per_cell_table(
+            predictions["grid_cell"], predictions["pred_grid_cell"], predictions["error_km"]
+        )
+    else:
+        per_cell = m.per_cell_table(
+            predictions["true_cell"], [cells[0] for cells in predictions["pred_cells"]],
+            predictions["error_km"],
+        )  # fmt: skip
     region = (
         gpd.read_parquet(workspace.region_parquet) if workspace.region_parquet.exists() else None
     )

@@ -111,7 +111,8 @@ def run_explain(
     run = open_run(workspace, options.run)
     run.check_version()
     usable, bad = usable_images(images, "explain", progress)
-    classes = run.classes
+    fold = run.trained_folds()[0] if run.trained_folds() else 0
+    classes = run.fold_classes(fold)  # the model's own classes
     target: int | None = None
     if options.target != "predicted":
         try:
@@ -122,7 +123,6 @@ def run_explain(
             ) from None
         if target < 0:
             raise InputError(f"cell {options.target} is not one of run {run.name}'s classes")
-    fold = run.trained_folds()[0] if run.trained_folds() else 0
     model = run.build_model(fold)
     pre = run.preprocessing
     out = Path(options.out) if options.out else run.explain_dir
@@ -171,7 +171,7 @@ def run_audit(
     from geotag.dataset import image_groups, read_images
     from geotag.evaluate.held_out import held_out_sets, image_root, training_sets
     from geotag.explain import heat, verdict
-    from geotag.explain.measure import HeatPictures, measure_fold, summarise
+    from geotag.explain.measure import HeatPictures, grid_cells, measure_fold, summarise
     from geotag.explain.metadata import copyright_leak
     from geotag.explain.report import AuditReport, BandHeat
     from geotag.explain.strata import (
@@ -275,7 +275,7 @@ def run_audit(
         )  # fmt: skip
 
     heat_figures = heat.heat_summary(
-        measured["mass"].to_numpy(), area, measured["cell_id"].to_numpy(),
+        measured["mass"].to_numpy(), area, grid_cells(measured),
         hits=measured["hit"].to_numpy(),
     )  # fmt: skip
     out = run.explain_dir

@@ -89,6 +89,7 @@ def run_predict(
     from geotag.geo.distance import haversine_km
     from geotag.gridfile import load_grid
     from geotag.images import FIRST_FRAME, animated, usable_images
+    from geotag.retrieval.predictors import top_cell_ids
     from geotag.train.data import inference_workers
     from geotag.train.device import resolve_device
     from geotag.train.runs import open_run
@@ -109,6 +110,9 @@ def run_predict(
     if not folds:
         raise InputError(f"run {run.name} has no trained fold yet")
     models = [run.build_model(fold) for fold in folds]
+    # Folds with cells of their own vote in the run's cells (each fold class in the run
+    # cell its point lies in).
+    class_maps = run.class_maps(folds)
     device = resolve_device(options.device)
     classes = run.classes
     views = [(str(p.resolve()),) * run.views for p in usable]
@@ -117,7 +121,7 @@ def run_predict(
     indexes = _indexes(run, folds, predictor) if retrieving else {}
     done = infer(
         models, Path("/"), views, run.preprocessing, features=bool(indexes),
-        batch_size=options.batch_size,
+        class_maps=class_maps, batch_size=options.batch_size,
         workers=inference_workers(options.workers, len(views), device), device=device,
         progress=progress,
     )  # fmt: skip
@@ -136,8 +140,11 @@ def run_predict(
     notes = tuple((str(p), FIRST_FRAME) for p in usable if animated(p))
     groups: list[tuple[Path, ...]] = [(p,) for p in usable]
     features = [f[ok] for f in done.features]
+    # What each fold ranks its own cells by: its own probabilities, or the shared ones.
+    fold_probs = [p[ok] for p in done.model_probs] or [probs] * len(folds)
     if options.fuse and len(usable) > 1:
         probs = probs.mean(axis=0, keepdims=True)
+        fold_probs = [p.mean(axis=0, keepdims=True) for p in fold_probs]
         features = [_unit(_unit(f).sum(axis=0, keepdims=True)) for f in features]
         groups = [tuple(usable)]
     centre_lat, centre_lon = classes.centres()
@@ -149,7 +156,11 @@ def run_predict(
     )
     similar: list[list[Any]] = [[] for _ in groups]
     if indexes:
-        lat, lon, similar = _retrieve(indexes, folds, features, probs, classes, predictor, points)
+        fold_top = [
+            top_cell_ids(p, run.fold_classes(fold).cell_ids)
+            for p, fold in zip(fold_probs, folds, strict=True)
+        ]
+        lat, lon, similar = _retrieve(indexes, folds, features, fold_top, predictor, points)
     else:
         lat, lon = points[predictor]
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
@@ -181,7 +192,7 @@ def run_predict(
             )
         )
     if options.map is not None:
-        _draw_map(workspace, grid or load_grid(workspace), predictions[0], options.map)
+        _draw_map(workspace, run, grid or load_grid(workspace), predictions[0], options.map)
     return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map, notes)
 
 
@@ -200,7 +211,7 @@ def _indexes(run: Run, folds: list[int], predictor: str) -> dict[int, Any]:
 
 
 def _retrieve(
-    indexes: dict[int, Any], folds: list[int], features: list[Any], probs: Any, classes: Any,
+    indexes: dict[int, Any], folds: list[int], features: list[Any], top_cells: list[Any],
     predictor: str, points: dict[str, Any],
 ) -> tuple[Any, Any, list[list[Any]]]:  # fmt: skip
     """The retrieval answer (every fold's index, pooled), or the cell point it falls back on
@@ -209,14 +220,14 @@ def _retrieve(
     import numpy as np
 
     from geotag.evaluate.metrics import RETRIEVAL_PREDICTORS
-    from geotag.retrieval.predictors import FoldRetrieval, pooled_answer, top_cell_ids
+    from geotag.retrieval.predictors import FoldRetrieval, pooled_answer
 
     parts = [
-        FoldRetrieval(fold, indexes[fold][0], features[i], indexes[fold][1])
+        FoldRetrieval(fold, indexes[fold][0], features[i], indexes[fold][1], top_cells[i])
         for i, fold in enumerate(folds)
     ]
     searched = predictor if predictor in RETRIEVAL_PREDICTORS else "refined"
-    lat, lon, neighbours = pooled_answer(parts, top_cell_ids(probs, classes.cell_ids), searched)
+    lat, lon, neighbours = pooled_answer(parts, searched)
     fallback_lat, fallback_lon = points["weighted"] if searched == predictor else points[predictor]
     if searched != predictor:
         return fallback_lat, fallback_lon, neighbours
@@ -244,7 +255,11 @@ def _unit(vectors: Any) -> Any:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def _draw_map(workspace: Workspace, grid: Grid, prediction: Prediction, path: Path) -> None:
+def _draw_map(
+    workspace: Workspace, run: Run, grid: Grid, prediction: Prediction, path: Path
+) -> None:
+    """The first prediction over the run's cells (the grid's, for a run from before
+    ``cells.parquet``)."""
     import geopandas as gpd
 
     from geotag.report.prediction import plot_prediction
@@ -252,4 +267,5 @@ def _draw_map(workspace: Workspace, grid: Grid, prediction: Prediction, path: Pa
     region = (
         gpd.read_parquet(workspace.region_parquet) if workspace.region_parquet.exists() else None
     )
-    plot_prediction(grid.cells, region, prediction, path)
+    cells = run.partition().cells if run.cells().is_file() else grid.cells
+    plot_prediction(cells, region, prediction, path)

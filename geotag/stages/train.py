@@ -61,6 +61,10 @@ class TrainOptions:
     fold: str = "0"  # a fold number, or "all"
     split: str = "group"
     min_images_per_cell: int = 1
+    #: The classes: ``grid`` cells, or ``adaptive`` / ``admin`` cells that follow the
+    #: training images (geotag.geo.partition), split above this many images per cell.
+    cells: str = "grid"
+    max_images_per_cell: int = 1000
     mask_bottom: float = 0.0
     hflip: bool = False
     label_smoothing: str = "none"
@@ -87,15 +91,17 @@ class TrainResult:
     outcomes: dict[int, FoldOutcome]
     classes: int
     samples: int
-    images_left_out: int  # in cells with fewer than --min-images-per-cell images
+    images_left_out: int  # in grid cells with fewer than --min-images-per-cell images
     bad_images: int
     device: str
     seconds: float
     files: tuple[Path, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # where the cells could not keep the limits
 
 
 def _check_options(options: TrainOptions, runs: Path) -> None:
     """Refuse unusable options with one line naming the option (``runs``: the runs folder)."""
+    from geotag.geo.partition import KINDS
     from geotag.train.runs import check_run_name
 
     o = options
@@ -116,6 +122,15 @@ def _check_options(options: TrainOptions, runs: Path) -> None:
             raise InputError(f"--fold must be a number or 'all'; got {o.fold!r}") from None
         if not 0 <= fold < o.folds:
             raise InputError(f"--fold must lie in 0..{o.folds - 1} (--folds {o.folds}); got {fold}")
+    if o.cells not in KINDS:
+        raise InputError(f"--cells must be one of {', '.join(KINDS)}; got {o.cells!r}")
+    if o.min_images_per_cell < 1:
+        raise InputError(f"--min-images-per-cell must be at least 1; got {o.min_images_per_cell}")
+    if o.cells != "grid" and o.max_images_per_cell < o.min_images_per_cell:
+        raise InputError(
+            f"--max-images-per-cell ({o.max_images_per_cell}) must be at least "
+            f"--min-images-per-cell ({o.min_images_per_cell})"
+        )
     if o.split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}; got {o.split!r}")
     if o.label_smoothing not in SMOOTHING:
@@ -210,12 +225,14 @@ def run_train(
     import torch
 
     from geotag.dataset import GROUP, group_views, read_images
+    from geotag.geo.partition import grid_partition
+    from geotag.geo.points import partition_points
     from geotag.gridfile import load_grid
     from geotag.train import distributed
     from geotag.train.classes import ClassMap, choose_classes
     from geotag.train.data import check_bad_share, find_bad_images, preprocessing_for
     from geotag.train.model import check_architecture, create_classifier
-    from geotag.train.runs import RunConfig, read_config, write_config
+    from geotag.train.runs import ClassPoints, RunConfig, read_config, write_config
     from geotag.train.targets import default_tau_km, tau_warning
 
     started = time.perf_counter()
@@ -271,11 +288,20 @@ def run_train(
             _check_free(run)
 
         images = read_images(workspace)
-        classes, left_out = choose_classes(images, grid.cells, options.min_images_per_cell)
-        images = images[classes.index_of(images["cell_id"]) >= 0].reset_index(drop=True)
+        grid_cells = options.cells == "grid"
+        left_out = 0
+        if grid_cells:
+            classes, left_out = choose_classes(images, grid.cells, options.min_images_per_cell)
+            images = images[classes.index_of(images["cell_id"]) >= 0].reset_index(drop=True)
         views, rows = group_views(images, options.views)
-        sample_labels = classes.index_of(rows["cell_id"])
         sample_cells = rows["cell_id"].to_numpy()
+        # What folds and inner splits are balanced by: the classes, or (cells of a fold's
+        # own, not made yet) the workspace grid's cells.
+        sample_labels = (
+            classes.index_of(sample_cells)
+            if grid_cells
+            else np.unique(sample_cells, return_inverse=True)[1]
+        )
         latlon = rows[["lat", "lon"]].to_numpy(dtype=np.float64)
         # The groups folds are made of, and folds.csv records: places, or spatial blocks.
         groups = _fold_groups(rows[GROUP].to_numpy(), latlon, options.split, grid.cell_km)
@@ -321,14 +347,42 @@ def run_train(
                     f"fold {fold}: {buffered[str(fold)]:,} training sample(s) within "
                     f"{buffer_km:,.0f} km of its held-out blocks left out (--buffer-km)"
                 )
-        fold_points = {
-            str(fold): _points(grid, classes, samples, train_idx)
-            for fold, (train_idx, _) in splits.items()
-        }
-        # For predicting new photos (every fold voting): the points of all the images.
-        points = _points(grid, classes, samples, np.arange(len(views)))
         # The smoothing temperature follows the cells unless the user set one.
         tau_km = options.tau_km if options.tau_km is not None else default_tau_km(cell_area)
+        notes: tuple[str, ...] = ()
+        if grid_cells:
+            own: dict[int, _FoldCells] = {}
+            cells = grid_partition(grid, latlon[:, 0], latlon[:, 1])
+            fold_points = {
+                str(fold): _points(grid, classes, samples, train_idx)
+                for fold, (train_idx, _) in splits.items()
+            }
+            # For predicting new photos (every fold voting): the points of all the images.
+            points = _points(grid, classes, samples, np.arange(len(views)))
+        else:
+            progress.start(f"making {options.cells} cells", None)
+            own = {
+                fold: _fold_cells(grid, options, samples, splits[fold], tau_km)
+                for fold in fold_list
+            }
+            splits = {fold: mine.split for fold, mine in own.items()}
+            fold_points = {str(fold): mine.points for fold, mine in own.items()}
+            # New photos are answered by every fold at once, in cells of every image.
+            cells = _make_cells(grid, options, latlon[:, 0], latlon[:, 1])
+            point_lat, point_lon = partition_points(
+                grid, cells, cells.locate(latlon[:, 0], latlon[:, 1]), latlon[:, 0], latlon[:, 1]
+            )
+            points = ClassPoints(tuple(map(float, point_lat)), tuple(map(float, point_lon)))
+            classes = ClassMap(tuple(range(len(cells.cells))), points.lat, points.lon)
+            notes = tuple(
+                dict.fromkeys(
+                    f"fold {fold}'s cells: {note}" for fold, c in own.items() for note in c.notes
+                )
+            )
+            for note in notes:
+                notice(note)
+            if options.tau_km is None:
+                tau_km = own[fold_list[0]].tau_km
         if options.label_smoothing == "haversine" and options.tau_km is not None:
             large = tau_warning(options.tau_km, cell_area)
             if large:
@@ -371,12 +425,18 @@ def run_train(
             geotag_version=__version__,
             arguments=contracts.to_json(options),
             val_fraction=options.val_fraction,
+            cells=options.cells,
+            fold_classes={str(f): c.classes.cell_ids for f, c in own.items()},
+            fold_tau_km={str(f): c.tau_km for f, c in own.items()},
         )
         settings = {"run": name, "model": options.model}
         if ranks.is_main:
             if not resume:
                 unfinished = _start(workspace, run)
                 _write_folds(run.folds_path, views, groups, folds)
+            cells.write(run.cells())
+            for fold, fold_cells in own.items():
+                fold_cells.partition.write(run.cells(fold))
             write_config(run, config)
             if resume:
                 workspace.record("train", settings)
@@ -391,10 +451,16 @@ def run_train(
 
         outcomes = {}
         for fold in fold_list:
-            fold_classes = ClassMap(classes.cell_ids, *fold_points[str(fold)].as_tuples())
+            if fold in own:
+                fold_classes, fold_samples = own[fold].classes, own[fold].samples
+                fold_tau = own[fold].tau_km if options.tau_km is None else options.tau_km
+            else:
+                fold_classes = ClassMap(classes.cell_ids, *fold_points[str(fold)].as_tuples())
+                fold_samples, fold_tau = samples, tau_km
             outcomes[fold] = _train_fold(
-                workspace, run, options, fold, fold_classes, pre, samples, splits[fold], device,
-                ranks, progress, epoch_saved, resume, tau_km, grid.cell_km, grid.region.geometry,
+                workspace, run, options, fold, fold_classes, pre, fold_samples, splits[fold],
+                device, ranks, progress, epoch_saved, resume, fold_tau, grid.cell_km,
+                grid.region.geometry,
             )  # fmt: skip
         if ranks.is_main:
             write_config(
@@ -413,6 +479,7 @@ def run_train(
             classes=len(classes),
             samples=len(views),
             images_left_out=left_out,
+            notes=notes,
             bad_images=len(bad),
             device=str(device),
             seconds=time.perf_counter() - started,
@@ -703,6 +770,71 @@ def _points(grid: Any, classes: Any, samples: _Samples, index: np.ndarray) -> Cl
         samples.latlon[index, 1],
     )  # fmt: skip
     return ClassPoints(tuple(float(v) for v in lat), tuple(float(v) for v in lon))
+
+
+@dataclass(frozen=True)
+class _FoldCells:
+    """A fold's own cells (``--cells adaptive``/``admin``), made from its training samples
+    alone, and what follows from them: its classes, labels, split and smoothing."""
+
+    partition: Any  # geotag.geo.partition.Partition
+    classes: Any  # ClassMap: the cells, with the points of the fold's inner training split
+    samples: _Samples  # labels and cells located in these cells
+    split: tuple[np.ndarray, np.ndarray]  # less any sample outside every cell
+    points: ClassPoints
+    tau_km: float
+    notes: tuple[str, ...]
+
+
+def _make_cells(grid: Any, options: TrainOptions, lat: np.ndarray, lon: np.ndarray) -> Any:
+    from geotag.geo.partition import make_partition
+
+    return make_partition(
+        options.cells, grid, lat, lon,
+        max_images=options.max_images_per_cell, min_images=options.min_images_per_cell,
+    )  # fmt: skip
+
+
+def _fold_cells(
+    grid: Any, options: TrainOptions, samples: _Samples, split: tuple[np.ndarray, np.ndarray],
+    tau_km: float,
+) -> _FoldCells:  # fmt: skip
+    """Fold cells from the samples the fold trains on (its inner validation split too: only
+    the outer fold is eval's), never from the samples it is scored on."""
+    import numpy as np
+
+    from geotag.geo.points import partition_points
+    from geotag.train.classes import ClassMap
+    from geotag.train.runs import ClassPoints
+    from geotag.train.targets import default_tau_km
+
+    train_idx, val_idx = split
+    outer = np.concatenate([train_idx, val_idx])
+    lat, lon = samples.latlon[:, 0], samples.latlon[:, 1]
+    partition = _make_cells(grid, options, lat[outer], lon[outer])
+    if len(partition.cells) < 2:
+        raise InputError(
+            f"--cells {options.cells} makes one cell of the training images; lower "
+            f"--min-images-per-cell ({options.min_images_per_cell}) or collect more images"
+        )
+    # A partition's cells are numbered 0..n-1: a sample's cell id is its class (-1: none).
+    labels = partition.locate(lat, lon)
+    ids = tuple(range(len(partition.cells)))
+    train_idx, val_idx = train_idx[labels[train_idx] >= 0], val_idx[labels[val_idx] >= 0]
+    point_lat, point_lon = partition_points(
+        grid, partition, labels[train_idx], lat[train_idx], lon[train_idx]
+    )
+    points = ClassPoints(tuple(map(float, point_lat)), tuple(map(float, point_lon)))
+    median_area = float(np.median(partition.cells["area_km2"].to_numpy()))
+    return _FoldCells(
+        partition,
+        ClassMap(ids, points.lat, points.lon),
+        replace(samples, labels=labels, cells=labels),
+        (train_idx, val_idx),
+        points,
+        tau_km if options.tau_km is not None else default_tau_km(median_area),
+        partition.notes,
+    )
 
 
 def _score_predictors(

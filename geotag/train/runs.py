@@ -21,8 +21,11 @@ from geotag.errors import DataError, InputError
 from geotag.workspace import RunFolder, Workspace
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
     import torch
 
+    from geotag.geo.partition import Partition
     from geotag.train.classes import ClassMap
     from geotag.train.data import Preprocessing
 
@@ -108,6 +111,15 @@ class RunConfig:
     #: Per trained fold with an index (``fold-<k>/index.safetensors``), its retrieval
     #: settings; empty for a run from before retrieval, which has no knn/refined point.
     retrieval: dict[str, RetrievalChoice] = field(default_factory=dict)
+    #: What the classes are (geotag.geo.partition.KINDS): ``grid`` cells (``classes`` are
+    #: grid cell ids, every fold alike), or ``adaptive`` / ``admin`` cells made per fold
+    #: from its training images alone (``fold-<k>/cells.parquet``, the fold's class ids
+    #: in ``fold_classes``), with the run's own (``cells.parquet``, from every image) for
+    #: predicting new photos.
+    cells: str = "grid"
+    fold_classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Per trained fold, the smoothing temperature its cells gave (--cells adaptive, admin).
+    fold_tau_km: dict[str, float] = field(default_factory=dict)
 
     @property
     def selected_on_inner_split(self) -> bool:
@@ -160,9 +172,24 @@ class RunConfig:
                 "points_from",
                 f"must be one of {', '.join(map(repr, POINTS_FROM))}; got {self.points_from!r}",
             )
+        from geotag.geo.partition import KINDS
+
+        if self.cells not in KINDS:
+            raise bad("cells", f"must be one of {', '.join(KINDS)}; got {self.cells!r}")
+        if self.fold_classes and self.cells == "grid":
+            raise bad("fold_classes", "a run over grid cells has one class list")
+        for key, ids in self.fold_classes.items():
+            _check_fold_key(bad, "fold_classes", key, self.folds)
+            if len(ids) < 2 or len(set(ids)) != len(ids):
+                raise bad(f"fold_classes.{key}", "needs two or more distinct cell ids")
         for key, points in self.fold_points.items():
             _check_fold_key(bad, "fold_points", key, self.folds)
-            _check_points(bad, f"fold_points.{key}.", points.lat, points.lon, len(self.classes))
+            count = len(self.fold_classes.get(key, self.classes))
+            _check_points(bad, f"fold_points.{key}.", points.lat, points.lon, count)
+        for key, tau in self.fold_tau_km.items():
+            _check_fold_key(bad, "fold_tau_km", key, self.folds)
+            if not (math.isfinite(tau) and tau > 0):
+                raise bad(f"fold_tau_km.{key}", f"must be a positive number; got {tau}")
         for key, count in self.buffered.items():
             _check_fold_key(bad, "buffered", key, self.folds)
             if count < 0:
@@ -284,12 +311,66 @@ class Run(RunFolder):
         """The classes with the points fold ``fold`` was trained and is scored with."""
         from geotag.train.classes import ClassMap
 
+        ids = self.config.fold_classes.get(str(fold), self.config.classes)
         points = self.config.fold_points.get(str(fold))
         if points is None:
+            if ids != self.config.classes:
+                raise DataError(f"config.json has no points for fold {fold}'s own cells")
             return self.classes
-        if len(points.lat) != len(self.config.classes) or len(points.lon) != len(points.lat):
+        if len(points.lat) != len(ids) or len(points.lon) != len(points.lat):
             raise DataError(f"config.json's points of fold {fold} do not match its classes")
-        return ClassMap(self.config.classes, points.lat, points.lon)
+        return ClassMap(ids, points.lat, points.lon)
+
+    @property
+    def own_fold_cells(self) -> bool:
+        """Whether each fold has cells of its own (``--cells adaptive`` or ``admin``)."""
+        return self.config.cells != "grid"
+
+    def partition(self, fold: int | None = None) -> Partition:
+        """The run's cells (``cells.parquet``), or fold ``fold``'s own; refused in one line
+        when the file is missing (a grid run from before it was written has none)."""
+        from geotag.geo.partition import Partition
+
+        path = self.cells(fold if self.own_fold_cells else None)
+        if not path.is_file():
+            raise DataError(f"run {self.name} has no {path.name} ({path}); retrain it")
+        return Partition.read(path)
+
+    def with_fold_cells(self, fold: int, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (images.parquet columns) with ``grid_cell``, the workspace grid's cell,
+        and ``cell_id``, the cell of fold ``fold``'s classes it lies in (-1: none): the same
+        for a grid run; located in the fold's own cells otherwise."""
+        frame = frame.assign(grid_cell=frame["cell_id"].astype("int64"))
+        if not self.own_fold_cells or frame.empty:
+            return frame
+        located = self.partition(fold).locate(frame["lat"].to_numpy(), frame["lon"].to_numpy())
+        return frame.assign(cell_id=located.astype("int64"))
+
+    def class_maps(self, folds: list[int]) -> list[np.ndarray] | None:
+        """For predicting with folds whose cells differ: per fold, a (fold classes x run
+        classes) 0/1 matrix sending each fold class to the run cell its point lies in (the
+        nearest run class's point where it lies in none). None when every fold's classes are
+        the run's."""
+        import numpy as np
+
+        from geotag.geo.distance import haversine_km
+
+        if not self.own_fold_cells:
+            return None
+        run_lat, run_lon = self.classes.centres()
+        position = {cell: i for i, cell in enumerate(self.config.classes)}
+        cells = self.partition()
+        maps = []
+        for fold in folds:
+            lat, lon = self.fold_classes(fold).centres()
+            matrix = np.zeros((len(lat), len(position)), dtype=np.float32)
+            for i, cell in enumerate(cells.locate(lat, lon)):
+                column = position.get(int(cell))
+                if column is None:
+                    column = int(np.argmin(haversine_km(lat[i], lon[i], run_lat, run_lon)))
+                matrix[i, column] = 1.0
+            maps.append(matrix)
+        return maps
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -330,7 +411,7 @@ class Run(RunFolder):
             raise DataError(f"run {self.name} has no weights for fold {fold} ({path} is missing)")
         model = create_classifier(
             self.architecture,
-            len(self.classes),
+            len(self.fold_classes(fold)),
             pretrained=False,
             views=self.views,
             fusion=self.config.fusion,

@@ -39,10 +39,12 @@ def declare(ws: Workspace, predictor: str | None) -> None:
 
 
 def forget_retrieval(ws: Workspace) -> None:
-    """The run as geotag wrote it before retrieval: no index, no settings."""
+    """The run as geotag wrote it before retrieval: no index, no settings, no cells file."""
     path = ws.run_dir("tiny") / "config.json"
     config = json.loads(path.read_text())
-    config.pop("retrieval")
+    for later in ("retrieval", "cells", "fold_classes", "fold_tau_km"):
+        config.pop(later)
+    (ws.run_dir("tiny") / "cells.parquet").unlink()
     config["predictor"] = "weighted"
     path.write_text(json.dumps(config))
     for fold_dir in ws.run_dir("tiny").glob("fold-*"):
@@ -122,7 +124,11 @@ def test_a_run_from_before_retrieval_still_evaluates_and_predicts(
     forget_retrieval(trained_ws)
     result = run_eval(trained_ws, EVAL)
     assert set(result.metrics.per_image.mean.predictors) == {"top_cell", "weighted"}
-    predicted = run_predict(trained_ws, [photo(trained_ws)], replace(PREDICT, neighbours=3))
+    drawn = trained_ws.root / "map.png"
+    predicted = run_predict(
+        trained_ws, [photo(trained_ws)], replace(PREDICT, neighbours=3, map=drawn)
+    )
+    assert drawn.is_file()  # over the workspace grid's cells
     assert predicted.predictor == "weighted"
     assert predicted.predictions[0].neighbours == ()  # nothing to show, nothing invented
 

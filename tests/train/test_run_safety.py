@@ -164,6 +164,10 @@ CORRUPTIONS: list[tuple[str, object, str]] = [
     ("predictor", "magic", "field 'predictor': must be one of top_cell, weighted, knn, refined"),
     ("cell_km", -1.0, "field 'cell_km': must be a positive number"),
     ("folds", 1, "field 'folds': must be at least 2"),
+    ("cells", "hexes", "field 'cells': must be one of grid, adaptive, admin"),
+    ("fold_classes", {"0": [0, 1, 2]}, "field 'fold_classes': a run over grid cells has one"),
+    ("fold_tau_km", {"0": -5.0}, "field 'fold_tau_km.0': must be a positive number"),
+    ("fold_tau_km", {"7": 5.0}, "field 'fold_tau_km.7': is no fold of 0..2"),
 ]
 
 
