@@ -84,3 +84,12 @@ def test_bench_refine_cost_quick_prints_its_table() -> None:
     for row in ("locate refined, batch 1", "locate knn (whole index), batch 64", "products only"):
         assert row in stdout
     assert ("PASS" in stdout) or ("MISS" in stdout)
+
+
+@pytest.mark.slow
+def test_bench_refine_quick_compares_every_kind_of_cells() -> None:
+    stdout = quick_run("bench_refine.py", timeout=1800)
+    for cells in ("grid", "adaptive", "admin"):
+        assert any(line.startswith(cells) and "refined" in line for line in stdout.splitlines())
+    assert "in grid cell" in stdout
+    assert "refined median / top-cell median" in stdout
