@@ -1,17 +1,21 @@
 """Draw one street-level view of a simulated panorama as a JPEG.
 
 The picture carries the place's signal the way real street view does: sky haze, soil and
-vegetation colour, relief on the horizon, how built-up it is (smooth fields), and the
-zone's road paint, driving side, roofs, palette and signs (discrete). Per-image nuisance
-(light, colour cast, clouds, clutter, sensor noise) keeps it from being trivially
-separable. Objects sit at fixed azimuths around the panorama, so the view turns with the
-heading. User-contributed photospheres get the photographer's name in a bottom strip.
+vegetation colour, hills on the horizon, how built-up it is (smooth fields); the zone's
+road paint, driving side, roofs, palette and signs (discrete); and the district's wall
+colours, building heights, roof colour, tree crowns and landmarks (town-scale). The
+distant skyline and the landmarks stand at fixed bearings on the ground, so panoramas
+near each other see them at about the same azimuth. Per-image nuisance (light, colour
+cast, clouds, clutter, sensor noise) keeps it from being trivially separable. Objects sit
+at fixed azimuths around the panorama, so the view turns with the heading.
+User-contributed photospheres get the photographer's name in a bottom strip.
 
 Same arguments, same bytes: every random choice comes from a seeded generator.
 """
 
 from __future__ import annotations
 
+import colorsys
 import functools
 import hashlib
 import io
@@ -22,12 +26,26 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from geotag.sim.geography import Place, hsv_to_rgb
+from geotag.sim.shapes import LANDMARKS, TREE_REACH, TREES
 
 JPEG_QUALITY = 88
 SKY_BLUE = np.array([70.0, 130.0, 205.0])
 HAZE_GREY = np.array([205.0, 205.0, 210.0])
 SOILS = np.array([[170.0, 95.0, 60.0], [205.0, 180.0, 125.0], [95.0, 78.0, 58.0]])
 VEGETATION = np.array([72.0, 128.0, 52.0])
+#: How much of the ground vegetation covers at full greenness (the rest shows the soil).
+GREEN_COVER = 0.75
+#: Bare verges of the local soil either side of the road, as a share of its width.
+VERGE = 0.3
+#: A landmark's width in degrees of azimuth: 8.5 pixels across a 64 px, 90 degree view.
+LANDMARK_WIDTH_DEG = 12.0
+#: The horizon. Its profile is the place's distant skyline (this share of its variance)
+#: plus hills of the panorama's own; hills rise to ``(LEVEL + SWING * profile) * (BASE +
+#: RELIEF * relief)`` degrees, and fade toward the sky's haze by ``HILL_HAZE``.
+DISTANT_HILLS = 0.85
+HILL_LEVEL, HILL_SWING = 0.9, 0.45
+HILL_BASE_DEG, HILL_RELIEF_DEG = 2.5, 20.0
+HILL_HAZE = (0.1, 0.5)
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,7 @@ def render_view(
     _mountains(draw, camera, place, ground, layout)
     _clouds(draw, camera, nuisance)
     _buildings(draw, camera, place, layout)
+    _landmarks(draw, camera, place)
     _trees(draw, camera, place, layout)
     _road(draw, camera, place, scene.road_bearing)
     _sign(draw, camera, place, layout)
@@ -111,12 +130,17 @@ def render_view(
 # -- background ----------------------------------------------------------------------------
 
 
-def _ground_colour(place: Place) -> np.ndarray:
-    """Soil colour from the soil field, greened by vegetation."""
+def _soil_colour(place: Place) -> np.ndarray:
+    """Bare soil's colour, from the soil field."""
     position = place.soil * (len(SOILS) - 1)
     low = min(int(position), len(SOILS) - 2)
-    soil = SOILS[low] + (SOILS[low + 1] - SOILS[low]) * (position - low)
-    return soil + (VEGETATION - soil) * (0.85 * place.greenness)
+    return SOILS[low] + (SOILS[low + 1] - SOILS[low]) * (position - low)
+
+
+def _ground_colour(place: Place) -> np.ndarray:
+    """Soil colour from the soil field, greened by vegetation."""
+    soil = _soil_colour(place)
+    return soil + (VEGETATION - soil) * (GREEN_COVER * place.greenness)
 
 
 def _sky_and_ground(
@@ -159,16 +183,23 @@ def _mountains(
     ground: np.ndarray,
     rng: np.random.Generator,
 ) -> None:
-    """A horizon profile fixed to the panorama: peaks scale with the relief field."""
+    """The horizon: the place's distant skyline plus hills of the panorama's own; peaks
+    scale with the relief field."""
     orders = np.arange(1, 8)
     amplitude = rng.uniform(0.3, 1.0, len(orders)) / orders**0.7
     phase = rng.uniform(0, 2 * np.pi, len(orders))
     columns = np.arange(-1, camera.width + 2, 2, dtype=np.float64)
     azimuth = np.radians(camera.heading + (columns / camera.width - 0.5) * camera.fov)
-    profile = (amplitude[:, None] * np.sin(orders[:, None] * azimuth + phase[:, None])).sum(0)
-    elevation = np.maximum(0.0, 0.5 + profile) * (0.5 + 16.0 * place.relief**1.5)
+    own = (amplitude[:, None] * np.sin(orders[:, None] * azimuth + phase[:, None])).sum(0)
+    skyline = np.array(place.skyline)
+    far_orders = np.arange(1, len(skyline) + 1)[:, None] * azimuth
+    distant = (skyline[:, :1] * np.cos(far_orders) + skyline[:, 1:] * np.sin(far_orders)).sum(0)
+    profile = math.sqrt(DISTANT_HILLS) * distant + math.sqrt(1.0 - DISTANT_HILLS) * own
+    elevation = np.maximum(0.0, HILL_LEVEL + HILL_SWING * profile) * (
+        HILL_BASE_DEG + HILL_RELIEF_DEG * place.relief
+    )
     tops = camera.y(elevation)
-    haze = 0.25 + 0.6 * place.haze
+    haze = HILL_HAZE[0] + HILL_HAZE[1] * place.haze
     colour = ground * 0.55 + (HAZE_GREY - ground * 0.55) * haze
     outline = [(float(x), float(y)) for x, y in zip(columns, tops, strict=True)]
     outline += [(camera.width + 2, camera.horizon + 1), (-1, camera.horizon + 1)]
@@ -190,12 +221,13 @@ def _clouds(draw: ImageDraw.ImageDraw, camera: _Camera, rng: np.random.Generator
 def _buildings(
     draw: ImageDraw.ImageDraw, camera: _Camera, place: Place, rng: np.random.Generator
 ) -> None:
-    style = place.style
+    style, district = place.style, place.district
+    palette = _district_palette(style.palette, district.hue_shift, district.wall_value)
     count = int(rng.poisson(0.5 + 16 * place.urban**1.3))
     azimuths = rng.uniform(0, 360, count)
     widths = rng.uniform(5, 22, count)
-    heights = rng.uniform(2.5, 6 + 22 * place.urban, count)
-    colours = rng.integers(0, len(style.palette), count)
+    heights = rng.uniform(2.5, 6 + 22 * place.urban, count) * district.height
+    colours = rng.integers(0, len(palette), count)
     setbacks = rng.uniform(0.01, 0.07, count)
     order = np.argsort(-setbacks)  # far ones first, so near ones cover them
     for k in order:
@@ -205,15 +237,28 @@ def _buildings(
         half = widths[k] / camera.fov * camera.width / 2
         base = camera.horizon + setbacks[k] * camera.height
         top = float(camera.y(heights[k])) + setbacks[k] * camera.height
-        colour = np.array(style.palette[colours[k]], dtype=float)
+        colour = np.array(palette[colours[k]], dtype=float)
         draw.rectangle([centre - half, top, centre + half, base], fill=_rgb(colour))
-        _roof(draw, style.roof, centre, half, top, colour)
+        _roof(draw, style.roof, district.roof_colour, centre, half, top, colour)
         _windows(draw, centre, half, top, base, colour)
+
+
+@functools.lru_cache(maxsize=1024)
+def _district_palette(
+    palette: tuple[tuple[int, int, int], ...], hue_shift: float, value: float
+) -> tuple[tuple[int, int, int], ...]:
+    """The zone's wall colours as one district paints them: hue turned, lighter or darker."""
+    out = []
+    for r, g, b in palette:
+        h, s, v = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+        out.append(hsv_to_rgb((h + hue_shift) % 1.0, s, min(1.0, v * value)))
+    return tuple(out)
 
 
 def _roof(
     draw: ImageDraw.ImageDraw,
     roof: str,
+    roof_colour: tuple[int, int, int],
     centre: float,
     half: float,
     top: float,
@@ -223,7 +268,7 @@ def _roof(
     if roof == "pitched":
         draw.polygon(
             [(centre - half * 1.1, top), (centre + half * 1.1, top), (centre, top - half * 0.6)],
-            fill=(150, 60, 45),
+            fill=roof_colour,
         )
     elif roof == "dome":
         draw.pieslice(
@@ -271,15 +316,26 @@ def _trees(
     sizes = rng.uniform(2, 7, count) * (0.6 + place.greenness)
     shades = rng.uniform(0.6, 1.1, count)
     dry = np.array([120.0, 115.0, 60.0])
-    crown = VEGETATION + (dry - VEGETATION) * (1 - place.greenness)
+    crown = (VEGETATION + (dry - VEGETATION) * (1 - place.greenness)) * place.district.crown_tint
+    draw_tree = TREES[place.district.crown]
     for k in range(count):
-        if not camera.visible(azimuths[k], sizes[k]):
+        if not camera.visible(azimuths[k], sizes[k] * TREE_REACH):
             continue
         x = float(camera.x(azimuths[k]))
         r = sizes[k] / camera.fov * camera.width
         base = camera.horizon + 0.03 * camera.height
-        draw.rectangle([x - r * 0.12, base - r * 1.4, x + r * 0.12, base], fill=(85, 60, 40))
-        draw.ellipse([x - r, base - r * 2.6, x + r, base - r * 0.9], fill=_rgb(crown * shades[k]))
+        draw_tree(draw, x, base, r, _rgb(crown * shades[k]))
+
+
+def _landmarks(draw: ImageDraw.ImageDraw, camera: _Camera, place: Place) -> None:
+    """The district's landmarks, each at its bearing from the panorama, drawn by shape."""
+    district = place.district
+    draw_landmark = LANDMARKS[district.landmark]
+    width = LANDMARK_WIDTH_DEG / camera.fov * camera.width
+    base = camera.horizon + 0.01 * camera.height
+    for azimuth in place.landmarks:
+        if camera.visible(azimuth, LANDMARK_WIDTH_DEG):
+            draw_landmark(draw, float(camera.x(azimuth)), base, width, district.landmark_colour)
 
 
 def _road(draw: ImageDraw.ImageDraw, camera: _Camera, place: Place, bearing: float) -> None:
@@ -293,6 +349,16 @@ def _road(draw: ImageDraw.ImageDraw, camera: _Camera, place: Place, bearing: flo
             continue
         vanish = float(camera.x(direction))
         spread = camera.width * 0.95
+        wide = spread * (1 + VERGE)
+        draw.polygon(
+            [
+                (vanish - 1.5, camera.horizon),
+                (vanish + 1.5, camera.horizon),
+                (vanish + wide, bottom),
+                (vanish - wide, bottom),
+            ],
+            fill=_rgb(_soil_colour(place) * 0.9),
+        )
         draw.polygon(
             [
                 (vanish - 1, camera.horizon),

@@ -2,7 +2,8 @@
 
 Panoramas lie along seeded roads. The globe is cut into tiles of ``TILE_DEG`` degrees; a
 tile has roads with a probability that grows with the geography's urban density, and a
-road carries a panorama every ~``SPACING_M`` metres. Water has none (the bundled Natural
+road carries a panorama every ~``SPACING_M`` metres. Roads run along or across their
+district's street grid, as a town's streets do. Water has none (the bundled Natural
 Earth land mask), and sparse regions have few, so many queries find nothing nearby, and a
 panorama often sits hundreds of metres to kilometres from where it was asked for.
 
@@ -34,6 +35,10 @@ from geotag.sim.render import Scene, render_view
 
 TILE_DEG = 0.05
 SPACING_M = 180.0
+#: Roads run along their district's street grid (this share of them) or across it, give or
+#: take ``STREET_JITTER_DEG``.
+STREET_JITTER_DEG = 10.0
+MAIN_AXIS_SHARE = 0.8
 METRES_PER_DEG = 111_320.0
 #: A photographer's home area: a block this many degrees on a side (~330 km).
 PHOTOGRAPHER_BLOCK_DEG = 3.0
@@ -277,7 +282,11 @@ class World:
         xs, ys, bearings = [], [], []
         for _ in range(1 + rng.poisson(3.0 * urban)):
             x0, y0 = rng.uniform(0, tile_w), rng.uniform(0, tile_h)
-            road_bearing = rng.uniform(0, 180)
+            road_bearing = self._street_bearing(
+                lat0 + y0 / METRES_PER_DEG,
+                lon0 + x0 / (METRES_PER_DEG * cos_lat),
+                rng.uniform(0, 180),
+            )
             reach = math.hypot(tile_w, tile_h)
             steps = np.arange(-reach, reach, SPACING_M)
             steps = steps + rng.uniform(-0.3, 0.3, len(steps)) * SPACING_M
@@ -304,6 +313,17 @@ class World:
         months = rng.integers(1, 13, n)
         date = tuple(f"{y}-{m:02d}" for y, m in zip(years, months, strict=True))
         return _Tile(lat, lon, bearing, user, photographer, date)
+
+    def _street_bearing(self, lat: float, lon: float, draw: float) -> float:
+        """A road's bearing in [0, 180): along or across its district's street grid, give or
+        take ``STREET_JITTER_DEG``; ``draw`` (uniform in [0, 180)) picks which and how much."""
+        grid = self.geography.district_style(lat, lon).grid_bearing
+        u = draw / 180.0
+        if u < MAIN_AXIS_SHARE:
+            across, jitter = 0.0, u / MAIN_AXIS_SHARE
+        else:
+            across, jitter = 90.0, (u - MAIN_AXIS_SHARE) / (1.0 - MAIN_AXIS_SHARE)
+        return (grid + across + STREET_JITTER_DEG * (2.0 * jitter - 1.0)) % 180.0
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019
     def _photographers(self, block_row: int, block_col: int) -> tuple[str, ...]:

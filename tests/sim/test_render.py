@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, cross_val_score
 
 from geotag.sim import Panorama, World
+from geotag.sim.districts import LANDMARKS
+from geotag.sim.render import Scene, render_view
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +66,16 @@ def test_the_view_turns_with_the_heading(world: World) -> None:
 
 
 def has_strip(image: np.ndarray) -> bool:
-    """A flat, darkish band across the bottom tenth with white lettering on it."""
-    band = image[-(image.shape[0] // 10) + 2 : -2].reshape(-1, 3)
+    """A flat, darkish band across the bottom tenth with white lettering on it, of another
+    colour than the scene just above it (a grey road running on down is no strip)."""
+    tenth = image.shape[0] // 10
+    band = image[-tenth + 2 : -2].reshape(-1, 3)
     background = np.median(band, axis=0)
+    above = np.median(image[-2 * tenth : -tenth - 2].reshape(-1, 3), axis=0)
     flat = (np.abs(band - background).max(axis=1) < 25).mean()
     lettering = (band.min(axis=1) > 200).sum()
-    return bool(background.max() < 130 and flat > 0.5 and lettering > 20)
+    distinct = np.abs(background - above).max() > 25
+    return bool(background.max() < 130 and flat > 0.5 and lettering > 20 and distinct)
 
 
 def test_photographer_strip_only_on_user_contributed(world: World) -> None:
@@ -115,3 +122,60 @@ def test_location_is_learnable_from_pixels(world: World) -> None:
     chance = 1 / len(places)
     assert scores.mean() > 2.5 * chance
     assert scores.mean() < 0.999, "not trivially separable"
+
+
+def scene_at(world: World, lat: float, lon: float, seed: int = 0) -> Scene:
+    return Scene(world.geography.place(lat, lon), (world.seed, seed), road_bearing=30.0)
+
+
+def test_the_district_shapes_the_view(world: World) -> None:
+    """Same fields, zone, layout and nuisance; only the district differs: the buildings,
+    trees and landmarks must change, so a renderer that ignored the district would fail."""
+    scene = scene_at(world, 12.97, 77.59)
+    place = scene.place
+    others = [
+        world.geography.district_style(12.97 + dy, 77.59 + dx)
+        for dy, dx in ((0.5, 0.0), (0.0, 0.7), (-0.6, -0.4), (1.0, 1.0))
+    ]
+    others = [o for o in others if o.crown != place.district.crown][:2]
+    assert others, "nearby districts with other trees"
+    base = pixels(render_view(scene, 0, 0, 90, 128, 128))
+    assert render_view(scene, 0, 0, 90, 128, 128) == render_view(scene, 0, 0, 90, 128, 128)
+    for other in others:
+        moved = Scene(replace(place, district=other), scene.layout_seed, scene.road_bearing)
+        changed = np.abs(pixels(render_view(moved, 0, 0, 90, 128, 128)) - base).max(axis=2) > 30
+        # Above the road, where buildings, trees and landmarks stand, not in the sky's top.
+        assert changed[30:75].mean() > 0.03
+        assert changed[:15].mean() < 0.01
+
+
+def landmark_mask(world: World, kind: str, size: int = 64) -> np.ndarray:
+    """Pixels a landmark of ``kind`` straight ahead changes in an otherwise bare view."""
+    place = world.geography.place(23.0, 79.0)
+    bare = replace(place, urban=0.0, greenness=0.0, landmarks=())
+    district = replace(place.district, landmark=kind, landmark_colour=(150, 150, 155))
+    ahead = replace(bare, district=district, landmarks=(0.0,))
+    images = [
+        pixels(render_view(Scene(p, (world.seed, 5), road_bearing=90.0), 0, 0, 90, size, size))
+        for p in (bare, ahead)
+    ]
+    return np.abs(images[1] - images[0]).max(axis=2) > 25
+
+
+def test_a_landmark_stands_at_its_bearing_at_least_6_px_wide(world: World) -> None:
+    for kind in LANDMARKS:
+        mask = landmark_mask(world, kind)
+        rows, columns = np.nonzero(mask)
+        assert len(rows) > 0, kind
+        assert columns.max() - columns.min() + 1 >= 6, kind
+        assert abs(np.median(columns) - 32) <= 3, kind  # straight ahead: the middle column
+        assert rows.max() <= 34, f"{kind} stands on the horizon, above the road"
+
+
+def test_landmarks_are_told_apart_by_shape(world: World) -> None:
+    masks = {kind: landmark_mask(world, kind, size=128) for kind in LANDMARKS}
+    for a in LANDMARKS:
+        for b in LANDMARKS:
+            if a < b:
+                overlap = (masks[a] & masks[b]).sum() / (masks[a] | masks[b]).sum()
+                assert overlap < 0.6, (a, b, overlap)

@@ -9,7 +9,7 @@ import pytest
 from geotag.errors import InputError
 from geotag.geo.distance import haversine_m
 from geotag.sim import World
-from geotag.sim.world import PHOTOGRAPHER_BLOCK_DEG
+from geotag.sim.world import PHOTOGRAPHER_BLOCK_DEG, STREET_JITTER_DEG
 
 BANGALORE = (12.97, 77.59)
 
@@ -123,3 +123,25 @@ def test_outdoor_excludes_photospheres(world: World) -> None:
 def test_bad_user_fraction() -> None:
     with pytest.raises(InputError, match=r"user_fraction must lie in \[0, 1\]"):
         World(0, user_fraction=1.5)
+
+
+def test_roads_follow_their_districts_street_grid(world: World) -> None:
+    """Along the grid's main axis (mostly) or across it, give or take STREET_JITTER_DEG."""
+    along = across = off = 0
+    for lat, lon in random_points(300, seed=5):
+        pano = world.nearest(lat, lon, radius_m=8000)
+        if pano is None:
+            continue
+        grid = world.geography.district_style(pano.lat, pano.lon).grid_bearing
+        turn = (pano.road_bearing - grid) % 180.0
+        turn = min(turn, 180.0 - turn)
+        if turn <= STREET_JITTER_DEG + 1e-9:
+            along += 1
+        elif turn >= 90.0 - STREET_JITTER_DEG - 1e-9:
+            across += 1
+        else:
+            off += 1  # a road whose anchor lies in the next district
+    total = along + across + off
+    assert total > 100
+    assert off < 0.1 * total
+    assert along > 2 * across > 0
