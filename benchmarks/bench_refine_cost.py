@@ -16,7 +16,8 @@ cells read are not all in cache):
    time and for batches of 64, as ms per image;
 3. for the restricted batch-1 search, what its matrix products alone cost, in numpy
    (float32 copy), in torch (the same float32 rows), and without the float32 copy
-   (numpy converting the cells' float16 rows per query): the options weighed.
+   (numpy converting the cells' float16 rows per query): the options weighed. The numpy
+   case is the floor under a query alone; the rate it reads the rows at is printed.
 
 The search computes in float32 (BLAS) over the float32 copy, then recomputes the few
 shortlisted similarities in float64 (see ``geotag.retrieval.search``).
@@ -306,7 +307,14 @@ def main(argv: list[str] | None = None) -> None:
     for line in lines:
         print(fmt_row(line, widths))
 
-    print(f"\nload average at the end: {load_average()} (cpus: {os.cpu_count()})")
+    # Reading the cells' float32 rows is the floor under a query alone: memory-bound.
+    megabytes = rows_read * args.dim * 4 / 1e6
+    floor_ms = medians["products only (numpy), batch 1"]
+    print(
+        f"\nproducts only (numpy): {megabytes:.0f} MB of float32 rows per query on average, "
+        f"read at {megabytes / floor_ms:.1f} GB/s at the median"
+    )
+    print(f"load average at the end: {load_average()} (cpus: {os.cpu_count()})")
     for batch in BATCHES:
         ms = medians[f"locate refined, batch {batch}"]
         verdict = "PASS" if ms <= TARGET_MS else "MISS"

@@ -6,12 +6,13 @@ exists, and it is the default on purpose:
 - it is exact and deterministic (ties go to the lower index), so the settings chosen on the
   inner split are the settings eval and predict reproduce;
 - a refined search reads only the rows of a query's top cells: at 1,000,000 x 512 entries
-  over uneven cells (k=5 reads ~47,000 rows) on a 2-core CPU it costs ~3-3.7 ms per image
-  one at a time, of which ~2.7 ms are the matrix products alone (memory-bound: 96 MB of
-  float32 rows), and ~1.8-2.2 ms per image in batches of 64, where queries share cells
-  (``benchmarks/bench_refine_cost.py``). Only knn over the whole index grows with the
-  index (~8-10 ms per image in batches of 64 at 1,000,000, ~57 ms one by one): fine up to
-  a few hundred thousand entries;
+  over uneven cells (k=5 reads ~47,000 rows, 96 MB of float32) on a 2-core CPU it costs
+  ~3-3.6 ms per image one at a time, nearly all of it the matrix-vector products, which
+  are memory-bound (~2.6-3.4 ms: the rows arrive at 28-37 GB/s; everything else in
+  ``locate`` is ~0.25 ms), and ~1.8-2.1 ms per image in batches of 64, where queries
+  share cells (``benchmarks/bench_refine_cost.py``). Only knn over the whole index grows
+  with the index (~8-10 ms per image in batches of 64 at 1,000,000, ~55 ms one by one):
+  fine up to a few hundred thousand entries;
 - it needs no extra package.
 
 A larger-scale backend would plug in here with the same ``nearest`` contract. faiss-cpu was
@@ -27,6 +28,8 @@ indexes (IVF, HNSW) would trade exactness for knn speed over millions of entries
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from geotag.errors import InputError
@@ -41,7 +44,10 @@ _EXACT_QUERIES = 256
 _UNIT_ROUNDOFF = 2.0**-24  # float32
 #: Below this many queries per block, matrix-vector products each beat one matrix product
 #: (OpenBLAS packs the rows for a product: 2 queries took 1.5x the time of 2 separate ones).
+#: So a search of fewer queries takes each query on its own (``_nearest_alone``).
 _GEMM_MIN_QUERIES = 4
+#: A query alone takes every this many similarities of a block for a first threshold.
+_SAMPLE_EVERY = 16
 
 
 class ExactSearch:
@@ -59,6 +65,10 @@ class ExactSearch:
     every entry within a proven rounding margin of the m-th best, and the shortlist's
     similarities are recomputed in float64 in a fixed order. The answer is then the same
     for any block size and batch, and equal embeddings tie exactly (to the lower index).
+
+    A batch shares each cell's rows between the queries that name it (one matrix product
+    per cell); a query alone reads its cells' row ranges in place, one matrix-vector
+    product each, the way a photo at a time is predicted.
     """
 
     def __init__(self, index: LocationIndex, *, block_bytes: int = BLOCK_BYTES) -> None:
@@ -71,6 +81,8 @@ class ExactSearch:
         self._cells, starts = np.unique(sorted_cells, return_index=True)
         self._starts = starts.astype(np.int64)
         self._ends = np.r_[starts[1:], len(index)].astype(np.int64)
+        # Each cell's row range as Python ints: a query alone looks up a few, cheaply.
+        self._cell_ranges = list(zip(self._starts.tolist(), self._ends.tolist(), strict=True))
         self._rows, longest = _float32_rows(index.embeddings, self._order)
         # A float32 dot product of length d is off by at most gamma_d * |row| * |query|
         # (Higham's bound, any summation order); 1% more covers the float64 recompute.
@@ -97,23 +109,83 @@ class ExactSearch:
             raise InputError(f"m (neighbours) must be a whole number >= 1; got {m!r}")
         m = int(m)
         q = self._normalised(queries)
-        tasks = self._tasks(len(q), cells)
+        slots = None if cells is None else self._slots(len(q), cells)
+        best_idx = np.full((len(q), m), -1, dtype=np.int64)
+        best_sim = np.full((len(q), m), -np.inf, dtype=np.float32)
+        if len(q) < _GEMM_MIN_QUERIES:
+            for i in range(len(q)):
+                mine = None if slots is None else slots[i]
+                best_idx[i], best_sim[i] = self._nearest_alone(q[i], mine, m)
+            return best_idx, best_sim
+        tasks = self._tasks(len(q), slots)
         short_sim, short_idx = self._shortlist(q, tasks, 2 * m + 8)
         # Every entry that can be among the best m has a float32 similarity >= floor.
         floor = short_sim[:, m - 1] - 2 * self._error
         complete = (short_idx[:, -1] < 0) | (short_sim[:, -1] < floor)
-        best_idx = np.full((len(q), m), -1, dtype=np.int64)
-        best_sim = np.full((len(q), m), -np.inf, dtype=np.float32)
         done = np.flatnonzero(complete)
         for s in range(0, len(done), _EXACT_QUERIES):
             rows = done[s : s + _EXACT_QUERIES]
             best_idx[rows], best_sim[rows] = self._exact_top(q[rows], short_idx[rows], m)
         for row in np.flatnonzero(~complete):  # rare: more near-equals than the shortlist held
-            own = self._tasks(1, None if cells is None else np.asarray(cells)[row : row + 1])
+            own = self._tasks(1, None if slots is None else slots[row : row + 1])
             found = self._above(q[row], own, float(floor[row]))
             row_idx, row_sim = self._exact_top(q[row : row + 1], found[None], m)
             best_idx[row], best_sim[row] = row_idx[0], row_sim[0]
         return best_idx, best_sim
+
+    def _nearest_alone(
+        self, query: np.ndarray, slots: np.ndarray | None, m: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``nearest`` for one unit query (d,) over the cells of ``slots`` (k,) (-1: none) or
+        the whole index (None); (m,) idx and sims.
+
+        One matrix-vector product per run of adjacent cells into one buffer of similarities
+        (the rows are read in place, never copied), then a threshold instead of a shortlist:
+        every entry within ``2 * error`` of the m-th best float32 similarity is recomputed in
+        float64, as a batch's shortlist (or rescan) does.
+        """
+        step = max(1, self._block_bytes // (4 * (len(query) + 1)))
+        best = np.full(m, -np.inf, dtype=np.float32)  # the m best float32 similarities yet
+        kept_sim: list[np.ndarray] = []
+        kept_row: list[np.ndarray] = []
+        for pieces in _blocks(self._query_ranges(slots), step):
+            width = sum(end - start for start, end in pieces)
+            sims = np.empty(width, dtype=np.float32)
+            firsts = np.empty(len(pieces), dtype=np.int64)  # each piece's first row ...
+            offsets = np.empty(len(pieces), dtype=np.int64)  # ... and where it sits in sims
+            at = 0
+            for i, (start, end) in enumerate(pieces):
+                np.matmul(self._rows[start:end], query, out=sims[at : at + end - start])
+                firsts[i], offsets[i] = start, at
+                at += end - start
+            # The m-th best of the best so far and a sample is at most the final m-th best:
+            # all that can still count lies above it less the margin, the new best among
+            # it (no partition of the whole block).
+            low = _largest(np.concatenate([best, sims[::_SAMPLE_EVERY]]), m).min()
+            hits = np.flatnonzero(sims >= low - 2 * self._error)
+            best = _largest(np.concatenate([best, sims[hits]]), m)
+            piece = np.searchsorted(offsets, hits, side="right") - 1
+            kept_sim.append(sims[hits])
+            kept_row.append(firsts[piece] + hits - offsets[piece])
+        floor = best.min() - 2 * self._error  # from the final m-th best: keeps fewer
+        rows = np.concatenate([np.empty(0, dtype=np.int64), *kept_row])
+        rows = rows[np.concatenate([np.empty(0, dtype=np.float32), *kept_sim]) >= floor]
+        idx, sims = self._exact_top(query[None], self._order[rows][None], m)
+        return idx[0], sims[0]
+
+    def _query_ranges(self, slots: np.ndarray | None) -> list[tuple[int, int]]:
+        """The row ranges of one query's cells (None: all rows), in order, each cell once,
+        adjacent cells as one range."""
+        if slots is None:
+            return [(0, len(self._rows))]
+        ranges: list[tuple[int, int]] = []
+        for slot in sorted(set(slots[slots >= 0].tolist())):
+            start, end = self._cell_ranges[slot]
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((start, end))
+        return ranges
 
     def _shortlist(
         self, q: np.ndarray, tasks: list[tuple[int, int, np.ndarray]], size: int
@@ -181,21 +253,30 @@ class ExactSearch:
         unit: np.ndarray = (q / norms[:, None]).astype(np.float32)
         return unit
 
-    def _tasks(self, n_queries: int, cells: np.ndarray | None) -> list[tuple[int, int, np.ndarray]]:
-        """(start, end, queries): each row range searched, once, for the queries that use it."""
-        if cells is None:
-            return [(0, len(self._rows), np.arange(n_queries))]
+    def _slots(self, n_queries: int, cells: np.ndarray) -> np.ndarray:
+        """(q, k) each cell id's position in the sorted cells, -1 for an unused slot or a
+        cell without entries."""
         c = np.asarray(cells)
         if c.ndim != 2 or len(c) != n_queries or not np.issubdtype(c.dtype, np.integer):
             raise InputError(
                 f"cells must be a ({n_queries}, k) array of cell ids; got {c.dtype} {c.shape}"
             )
-        flat = c.ravel().astype(np.int64)
-        owner = np.repeat(np.arange(n_queries, dtype=np.int64), c.shape[1])
-        where = np.minimum(np.searchsorted(self._cells, flat), max(len(self._cells) - 1, 0))
-        present = (flat != UNUSED) & (self._cells[where] == flat)
+        ids = c.astype(np.int64)
+        where = np.minimum(np.searchsorted(self._cells, ids), max(len(self._cells) - 1, 0))
+        present = (ids != UNUSED) & (self._cells[where] == ids)
+        slots: np.ndarray = np.where(present, where, -1)
+        return slots
+
+    def _tasks(self, n_queries: int, slots: np.ndarray | None) -> list[tuple[int, int, np.ndarray]]:
+        """(start, end, queries): each row range searched, once, for the queries that use it
+        (``slots`` from :meth:`_slots`; None: the whole index for every query)."""
+        if slots is None:
+            return [(0, len(self._rows), np.arange(n_queries))]
+        flat = slots.ravel()
+        owner = np.repeat(np.arange(n_queries, dtype=np.int64), slots.shape[1])
+        present = flat >= 0
         # One key per (cell, query), so a cell named twice by one query is searched once.
-        keys = np.unique(where[present] * n_queries + owner[present])
+        keys = np.unique(flat[present] * n_queries + owner[present])
         slot, who = np.divmod(keys, n_queries)
         cuts = np.flatnonzero(np.diff(slot)) + 1
         return [
@@ -221,6 +302,30 @@ def _float32_rows(embeddings: np.ndarray, order: np.ndarray) -> tuple[np.ndarray
         block[:] = embeddings[order[start : start + step]]
         longest = max(longest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max())))
     return out, longest
+
+
+def _blocks(ranges: list[tuple[int, int]], step: int) -> Iterator[list[tuple[int, int]]]:
+    """``ranges`` in consecutive blocks of at most ``step`` rows, a range split where a
+    block fills."""
+    block: list[tuple[int, int]] = []
+    room = step
+    for start, end in ranges:
+        while start < end:
+            take = min(end - start, room)
+            block.append((start, start + take))
+            start, room = start + take, room - take
+            if room == 0:
+                yield block
+                block, room = [], step
+    if block:
+        yield block
+
+
+def _largest(values: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` largest of ``values`` (1-d), unordered; all of them if there are no more."""
+    if len(values) <= m:
+        return values
+    return np.partition(values, len(values) - m)[len(values) - m :]
 
 
 def _top(sims: np.ndarray, ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

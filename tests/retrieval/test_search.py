@@ -136,21 +136,62 @@ def test_a_query_gets_the_same_answer_alone_and_in_a_batch() -> None:
             np.testing.assert_array_equal(alone[1][0], batch[1][row])
 
 
-def test_many_equal_neighbours_beyond_the_shortlist_are_all_weighed() -> None:
+@pytest.mark.parametrize("batch", [1, 5])
+def test_many_equal_neighbours_beyond_the_shortlist_are_all_weighed(batch: int) -> None:
     # 60 copies of the best entry: more near-equals than the float32 shortlist holds, so
-    # the search rescans; the copies come back in index order.
+    # a batch rescans (one query alone keeps everything above its threshold); the copies
+    # come back in index order.
     rng = np.random.default_rng(4)
     embeddings = rng.standard_normal((300, 24))
     copies = rng.choice(300, 60, replace=False)
     embeddings[copies] = embeddings[copies[0]]
     index = _index(embeddings, np.zeros(300, np.int64))
     query = embeddings[copies[0]][None] + 1e-3 * rng.standard_normal((1, 24))
+    queries = np.vstack([query, rng.standard_normal((batch - 1, 24))])
     for m in (3, 20, 61):
-        idx, sims = ExactSearch(index).nearest(query, m)
+        idx, sims = ExactSearch(index).nearest(queries, m)
         want = np.sort(copies)[: min(m, 60)]
         assert idx[0, : len(want)].tolist() == want.tolist()
         assert len(set(sims[0, : len(want)].tolist())) == 1
-        _assert_same((idx, sims), brute_force(index, query, m))
+        _assert_same((idx, sims), brute_force(index, queries, m))
+
+
+def test_one_query_alone_matches_a_batch_of_64_with_ties_and_shared_cells() -> None:
+    # Alone, a query's cells are read as row ranges (adjacent cells as one) with a float32
+    # threshold; in a batch, by cell with a shortlist. Duplicated embeddings make exact
+    # ties, some within a cell and some across cells; rows repeat a cell and name cells
+    # without entries. Every answer must be the same, bit for bit, and the brute force's.
+    rng = np.random.default_rng(11)
+    embeddings = rng.standard_normal((700, 32))
+    embeddings[rng.choice(700, 200)] = embeddings[rng.choice(700, 200)]
+    embeddings[rng.choice(700, 40)] = embeddings[3]
+    index = _index(embeddings, rng.integers(0, 20, 700))
+    queries = np.vstack([embeddings[3] + 1e-3, rng.standard_normal((63, 32))])
+    cells = rng.integers(-1, 23, (64, 5))
+    cells[1] = [4, 5, 6, 7, 4]  # adjacent cells, one named twice
+    cells[2] = [-1, 21, 22, -1, 21]  # none with entries
+    for block_bytes in (1, 4 * 33 * 50, 2**30):  # 1 row, 50 rows, all at once per block
+        search = ExactSearch(index, block_bytes=block_bytes)
+        for m in (1, 10, 45):
+            batch = search.nearest(queries, m, cells)
+            _assert_same(batch, brute_force(index, queries, m, cells))
+            for row in range(64):
+                alone = search.nearest(queries[row : row + 1], m, cells[row : row + 1])
+                np.testing.assert_array_equal(alone[0][0], batch[0][row])
+                np.testing.assert_array_equal(alone[1][0], batch[1][row])
+    assert (batch[0][2] == -1).all()
+
+
+@pytest.mark.parametrize("batch", [0, 1, 5])
+def test_queries_without_cells_or_none_at_all_give_empty_answers(batch: int) -> None:
+    index = _random_index()
+    queries = np.random.default_rng(9).standard_normal((batch, 24))
+    for cells in (None, np.full((batch, 2), -1), np.full((batch, 1), 99)):
+        idx, sims = ExactSearch(index).nearest(queries, 4, cells)
+        assert idx.shape == sims.shape == (batch, 4)
+        assert idx.dtype == np.int64 and sims.dtype == np.float32
+        if cells is not None:
+            assert (idx == -1).all() and np.isneginf(sims).all()
 
 
 def test_queries_are_normalised_here() -> None:
@@ -190,3 +231,28 @@ def test_make_search_gives_the_exact_search_of_the_index() -> None:
     index = _random_index()
     search = make_search(index)
     assert isinstance(search, ExactSearch) and search.index is index
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_float32_rounding_never_decides_the_answer(batch: int) -> None:
+    # 300 entries that differ only in two dimensions the query barely weighs, by a few
+    # float16 steps: their similarities differ by ~1e-8, below float32's rounding of the
+    # sums, which ranks some of them wrongly; the float64 recompute must rank them as the
+    # brute force does.
+    rng = np.random.default_rng(12)
+    base = (rng.standard_normal(24) / np.sqrt(24)).astype(np.float16)
+    embeddings = np.tile(base, (300, 1))
+    embeddings[:, :2] = 0.25 + rng.integers(0, 64, (300, 2)) * np.float16(2**-12)
+    cell = rng.integers(0, 3, 300).astype(np.int64)
+    names = tuple(f"g{i}" for i in range(300))
+    index = LocationIndex(embeddings, np.zeros(300), np.zeros(300), cell, names, names)
+    query = base.astype(np.float32)
+    query[:2] = [1e-4, 1.37e-4]
+    queries = np.vstack([query, rng.standard_normal((batch - 1, 24))])
+    cells = np.tile([0, 1, 2], (batch, 1))
+    for m in range(1, 301):  # the m-th place falls between misranked pairs for some m
+        for restrict in (None, cells):
+            _assert_same(
+                ExactSearch(index).nearest(queries, m, restrict),
+                brute_force(index, queries, m, restrict),
+            )
