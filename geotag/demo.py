@@ -42,7 +42,11 @@ class DemoSize:
 
 
 FULL = DemoSize(cell_km=400, per_cell=40, headings="0,180", epochs=12, lr=4e-3)
-FAST = DemoSize(cell_km=400, per_cell=30, headings="0,180", epochs=7, lr=4e-3)
+# ``--fast`` samples as many points as the full demo and trains for fewer epochs: with 30
+# points per cell (7 or 10 epochs) the careless model no longer leant on the strip
+# enough for the audit to call it, once the world's hills and landmarks gave the top band
+# (the audit's control) something to read too (README).
+FAST = DemoSize(cell_km=400, per_cell=40, headings="0,180", epochs=8, lr=4e-3)
 
 COUNTRY = "India"
 IMAGE_SIZE = 64
