@@ -6,15 +6,15 @@ views at 64 px), a model trained as the demo's masked one (resnet10t from scratc
 bottom strip blanked) but on every fold of ``--folds`` (default 3) is trained once per
 kind of cells (``--cells grid``, ``adaptive``, ``admin``; adaptive and admin with
 ``--max-images-per-cell`` / ``--min-images-per-cell``, each fold's cells made from its own
-training images; the demo samples the same number of points in every cell, so its
-cells hold ~53 training images per fold of 3 and the default maximum of 40 splits them
-into quarters, which the minimum of 10 keeps) and evaluated; ``metrics.json`` gives, per image and per location
-(headings of a place fused), mean over folds: median and mean km, the share within 25, 200
-and 750 km, the GeoScore and the share of points in the true workspace grid cell (the one
-top-1 all kinds of cells share) of the ``top_cell``, ``weighted``, ``knn`` and ``refined``
-predictors, and which one the inner splits chose. Targets (issue 16), on the grid run:
-refined's median at most 0.7x the top cell's, and its within-25-km share at least twice
-the top cell's.
+training images; the demo samples the same number of points in every cell, so its cells
+hold ~53 training images per fold of 3 and the default maximum of 40 splits them into
+quarters, which the minimum of 10 keeps) and evaluated; ``metrics.json`` gives, per image
+and per location (headings of a place fused), mean over folds: median and mean km, the
+share within 25, 200 and 750 km, the GeoScore and the share of points in the true
+workspace grid cell (the one top-1 all kinds of cells share) of the ``top_cell``,
+``weighted``, ``knn`` and ``refined`` predictors, and which one the inner splits chose.
+Targets (issue 16), on the grid run: refined's median at most 0.7x the top cell's, and its
+within-25-km share at least twice the top cell's.
 
 What the world allows is printed too: for each fold's held-out images, how far away the
 training image nearest in embedding space is (the ``knn`` answer with m = 1 would be it)
