@@ -27,6 +27,8 @@ MARKER = "demo.json"
 CARELESS_RUN = "careless"
 MASKED_RUN = "masked"
 MASK_BOTTOM = 0.12
+#: The demo's --min-confidence: the least sure fifth of photos get "not sure".
+MIN_CONFIDENCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -247,9 +249,32 @@ def _relative_run(run: str) -> RunFolder:
     return Workspace(Path()).run_folder(run)
 
 
-def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
-    """Predict held-out photos with the fixed model; Grad-CAM of both models on them."""
+def photo_steps(
+    folder: Path, photos: list[str], sure_and_unsure: tuple[str, str] | None = None
+) -> list[DemoStep]:
+    """Predict held-out photos with the fixed model; Grad-CAM of both models on them; and
+    the fixed model's surest and least sure held-out photo with their 90% regions."""
     w = ("-w", str(folder))
+    pictures = (("surest", "sure.png"), ("least sure", "unsure.png"))
+    doubt = [
+        DemoStep(
+            f"how sure: the {which} held-out photo, with its 90% region",
+            (
+                "predict",
+                *w,
+                "--run",
+                MASKED_RUN,
+                str(folder / photo),
+                "--min-confidence",
+                f"{MIN_CONFIDENCE:g}",
+                "--map",
+                str(folder / picture),
+            ),
+            (picture,),
+            always=True,
+        )
+        for (which, picture), photo in zip(pictures, sure_and_unsure or (), strict=False)
+    ]
     paths = tuple(str(folder / p) for p in photos)
     overlays = [Path(p).stem + "-gradcam.png" for p in photos]
     return [
@@ -271,7 +296,22 @@ def photo_steps(folder: Path, photos: list[str]) -> list[DemoStep]:
             tuple(str(_relative_run(MASKED_RUN).explain_dir / name) for name in overlays),
             always=True,
         ),
+        *doubt,
     ]
+
+
+def sure_and_unsure_photos(folder: Path) -> tuple[str, str] | None:
+    """The fixed model's surest and least sure photo of its first scored fold, by the
+    confidence eval gave them (calibrated on the inner split, blind to the truth); None
+    for a run without calibration."""
+    import pandas as pd
+
+    predictions = Workspace(folder).run_folder(MASKED_RUN).eval_dir() / "predictions.parquet"
+    frame = pd.read_parquet(predictions)
+    if "confidence" not in frame:
+        return None
+    frame = frame[frame["fold"] == frame["fold"].min()].sort_values(["confidence", "path"])
+    return str(frame["path"].iloc[-1]), str(frame["path"].iloc[0])
 
 
 def held_out_photos(folder: Path, count: int = 3) -> list[str]:
@@ -369,7 +409,7 @@ WRITTEN = (
     ("train", "runs/<run>/config.json, folds.csv, fold-<k>/model.safetensors, history.csv"),
     ("eval", "runs/<run>/eval/metrics.json, confusion_matrix.png, accuracy_map.png, ..."),
     ("explain --audit", "runs/<run>/explain/audit.md, audit.json, mean_cam.png, ..."),
-    ("predict", "predict.png (the first photo's top cells on the map)"),
+    ("predict", "predict.png (the first photo's top cells), sure.png and unsure.png (90% regions)"),
     ("explain", "runs/<run>/explain/<photo>-gradcam.png"),
 )
 
@@ -424,5 +464,5 @@ def run_demo(
                 raise StepFailed(command, int(code))
 
     run_steps(pipeline_steps(folder, fast=fast, seed=seed))
-    run_steps(photo_steps(folder, held_out_photos(folder)))
+    run_steps(photo_steps(folder, held_out_photos(folder), sure_and_unsure_photos(folder)))
     return DemoResult(read_story(folder), resumed, time.perf_counter() - started)

@@ -185,6 +185,10 @@ class RunFolder:
         """Each predictor scored on the fold's inner validation split."""
         return self.fold_dir(fold) / "inner_scores.json"
 
+    def calibration(self, fold: int) -> Path:
+        """What the fold's inner split calibrated (geotag.doubt.calibration)."""
+        return self.fold_dir(fold) / "calibration.json"
+
     def eval_dir(self, mask: Band | None = None) -> Path:
         """``eval/``, or ``eval-<side>-<fraction>/`` for an evaluation with a band blanked."""
         return self.folder / ("eval" if mask is None else f"eval-{mask.side}-{mask.fraction:g}")

@@ -48,7 +48,10 @@ def test_bench_scrape_quick_prints_its_table() -> None:
     ("script", "rows"),
     [
         ("bench_train.py", ("geotag: JPEGs on disk", "in memory: compute-only limit", "ratio")),
-        ("bench_predict.py", ("geotag predict, folder of JPEGs", "inference-only", "ratio")),
+        (
+            "bench_predict.py",
+            ("geotag predict, folder of JPEGs", "inference-only", "ratio", "1 photo, one call"),
+        ),
         ("bench_explain.py", ("forward + backward", "Grad-CAM", "audit over 100 images")),
     ],
 )
@@ -93,3 +96,11 @@ def test_bench_refine_quick_compares_every_kind_of_cells() -> None:
         assert any(line.startswith(cells) and "refined" in line for line in stdout.splitlines())
     assert "in grid cell" in stdout
     assert "refined median / top-cell median" in stdout
+
+
+@pytest.mark.slow
+def test_bench_doubt_quick_prints_coverage_and_calibration() -> None:
+    stdout = quick_run("bench_doubt.py", timeout=1_200)
+    for line in ("per image: target 0.9", "per location: target 0.9", "ECE floor"):
+        assert line in stdout
+    assert "conformal prediction gives" in stdout and "every fold's" in stdout

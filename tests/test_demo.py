@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -29,6 +30,8 @@ PROMISED = (
     "images.parquet",
     "manifest.sqlite",
     "predict.png",
+    "sure.png",
+    "unsure.png",
     *(
         f"runs/{run}/{name}"
         for run in (demo.CARELESS_RUN, demo.MASKED_RUN)
@@ -98,6 +101,20 @@ def test_it_prints_the_commands_a_user_would_type(fast_demo: tuple[Path, str]) -
     assert f"--mask-bottom {demo.MASK_BOTTOM:g} --name masked" in output
     assert "what each step wrote" in output
     assert "±" not in output  # one fold: eval shows no spread it does not have
+
+
+def test_it_shows_a_sure_and_an_unsure_photo_with_their_regions(
+    fast_demo: tuple[Path, str],
+) -> None:
+    folder, output = fast_demo
+    sure, unsure = demo.sure_and_unsure_photos(folder)  # type: ignore[misc]
+    predictions = pd.read_parquet(folder / "runs/masked/eval/predictions.parquet")
+    confidence = dict(zip(predictions["path"], predictions["confidence"], strict=True))
+    assert confidence[sure] == predictions["confidence"].max() > confidence[unsure]
+    assert "the surest held-out photo" in output and "the least sure held-out photo" in output
+    assert output.count("90% region") >= 2
+    # The least sure photo is below the demo's --min-confidence: its answer is the region.
+    assert confidence[unsure] < demo.MIN_CONFIDENCE and "not sure: confidence" in output
 
 
 def test_a_rerun_keeps_what_is_done(fast_demo: tuple[Path, str]) -> None:

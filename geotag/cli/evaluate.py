@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -47,11 +47,20 @@ def eval_(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
     workers: WorkersOption = None,
     device: DeviceOption = "auto",
+    coverage: Annotated[
+        float,
+        typer.Option(
+            "--coverage", help="Target share of photos whose true cell is in their region."
+        ),
+    ] = 0.9,
 ) -> None:
     """Score a trained run: accuracy, km errors, GeoScore, confusion matrix and maps.
 
     Each fold is scored on its own held-out images, per image and per location (the
-    headings of one place fused). Writes runs/NAME/eval/ (eval-BAND/ with a mask).
+    headings of one place fused). Writes runs/NAME/eval/ (eval-BAND/ with a mask). A
+    calibrated run is also scored on its doubt: calibration error before and after
+    temperature scaling, the coverage and area of its prediction regions, and selective
+    prediction (reliability.png, coverage_curve.png, selective_curve.png).
 
     Example:
 
@@ -72,7 +81,7 @@ def eval_(
             result = run_eval(
                 Workspace(workspace),
                 EvalOptions(run=run, images=images, mask=band, batch_size=batch_size,
-                            workers=workers, device=device),
+                            workers=workers, device=device, coverage=coverage),
                 progress=progress,
             )  # fmt: skip
     _print_metrics(result.metrics)
@@ -153,6 +162,7 @@ def _print_metrics(metrics: EvalMetrics) -> None:
     else:
         console.print(f"Predicted point: {note} (the best here; all in metrics.json).")
     _print_predictors(metrics)
+    _print_doubt(metrics)
     if metrics.checkpoint_chosen_on != "inner validation split":
         warn(
             f"run {metrics.run} picked its best epochs on the folds scored here (trained before "
@@ -172,6 +182,59 @@ def _print_metrics(metrics: EvalMetrics) -> None:
             f"no model can place them; without them top-1 is {mean.top1_seen or 0:.1%}, "
             f"median {mean.median_km_seen or 0:,.0f} km."
         )
+
+
+def _print_doubt(metrics: EvalMetrics) -> None:
+    """Calibration, prediction regions and selective prediction, per image and per
+    location, mean +/- std over folds (a run from before calibration has none)."""
+    image, location = metrics.per_image, metrics.per_location
+    if image.mean.doubt is None or location.mean.doubt is None:
+        return
+    single = len(metrics.folds) < 2
+    target = image.mean.doubt.target
+    table = Table(title=f"How sure: {target:.0%} regions, calibrated on the inner splits")
+    table.add_column("figure")
+    table.add_column("per image", justify="right")
+    table.add_column("per location", justify="right")
+
+    def show(value: Callable[[Any], float], form: str) -> list[str]:
+        out = []
+        for summary in (image, location):
+            mean, std = value(summary.mean.doubt), value(summary.std.doubt)
+            out.append(form.format(mean) + ("" if single else " ± " + form.format(std)))
+        return out
+
+    rows: list[tuple[str, Callable[[Any], float], str]] = [
+        (f"coverage (target {target:.0%})", lambda d: d.coverage, "{:.1%}"),
+        ("region, mean km²", lambda d: d.region_km2_mean, "{:,.0f}"),
+        ("region, median km²", lambda d: d.region_km2_median, "{:,.0f}"),
+        ("region, mean share of the region", lambda d: d.region_share_mean, "{:.1%}"),
+        ("coverage of the worst 10% of cells", lambda d: d.worst_cells_coverage, "{:.1%}"),
+        ("ECE before temperature scaling", lambda d: d.ece_before, "{:.3f}"),
+        ("ECE after", lambda d: d.ece_after, "{:.3f}"),
+        ("ECE of a perfectly calibrated model here", lambda d: d.ece_floor, "{:.3f}"),
+        ("top-1, surest 50% answered", lambda d: d.selective["50"].top1, "{:.1%}"),
+        ("top-1, all answered", lambda d: d.selective["100"].top1, "{:.1%}"),
+        ("median km, surest 50% answered", lambda d: d.selective["50"].median_km, "{:,.0f}"),
+        ("median km, all answered", lambda d: d.selective["100"].median_km, "{:,.0f}"),
+    ]
+    for label, value, form in rows:
+        table.add_row(label, *show(value, form))
+    console.print(table)
+    pooled = metrics.pooled_calibration or {}
+    for name, figures in pooled.items():
+        console.print(
+            f"ECE over every fold's photos {name.replace('_', ' ')} ({figures.photos:,}): "
+            f"{figures.ece_before:.3f} before, {figures.ece_after:.3f} after; a perfectly "
+            f"calibrated model would show {figures.ece_floor:.3f} on as many.",
+            highlight=False,
+        )
+    console.print(
+        f"Regions hold the true cell for at least {target:.0%} of photos like the inner "
+        f"splits' (on average, not for each photo); confidence ranks by "
+        f"{metrics.confidence_score}, chosen there.",
+        highlight=False,
+    )
 
 
 PREDICTOR_NOTES = {
@@ -237,6 +300,22 @@ def predict(
             help="List this many training images the run's retrieval found most alike.",
         ),
     ] = 0,
+    coverage: Annotated[
+        float,
+        typer.Option(
+            "--coverage",
+            help="Target chance that the true cell is in the photo's region (recalibrated "
+            "from the run's stored scores, no retraining).",
+        ),
+    ] = 0.9,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--min-confidence",
+            help="Below this confidence (0-1: the share of calibration photos less sure) "
+            'answer "not sure" with the region instead of a point.',
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     workers: Annotated[
         int | None,
@@ -259,12 +338,14 @@ def predict(
 
     options = PredictOptions(
         run=run, top_k=top_k, fuse=fuse, device=device, workers=workers, map=map_path,
-        neighbours=neighbours,
+        neighbours=neighbours, coverage=coverage, min_confidence=min_confidence,
     )  # fmt: skip
     with reporting_errors(), progress_bar(disable=as_json) as progress:
         result = run_predict(Workspace(workspace), images, options, progress=progress)
     skipped(result.bad)
     warn(*(f"{path}: {what}" for path, what in result.notes))
+    if result.caveat:
+        warn(result.caveat)
     if as_json:
         for prediction in result.predictions:
             print(json_lib.dumps(prediction.to_json(), ensure_ascii=False))
@@ -281,12 +362,24 @@ def predict(
                           f"{guess.lat:.3f}, {guess.lon:.3f}")  # fmt: skip
         console.print(table)
         place = ", ".join(p for p in (prediction.place, prediction.country) if p)
-        console.print(
-            f"  predicted {prediction.lat:.4f}, {prediction.lon:.4f}"
-            + (f" (near {place})" if place else ""),
-            highlight=False,
-        )
-        if prediction.error_km is not None:
+        doubt = prediction.doubt
+        if prediction.answered:
+            console.print(
+                f"  predicted {prediction.lat:.4f}, {prediction.lon:.4f}"
+                + (f" (near {place})" if place else ""),
+                highlight=False,
+            )
+        if doubt is not None:
+            cells = f"{len(doubt.cells)} cells, " if doubt.cells is not None else ""
+            console.print(
+                ("  not sure: " if not doubt.sure else "  ")
+                + f"confidence {doubt.confidence:.2f}; {doubt.coverage:.0%} region: {cells}"
+                f"{doubt.region_km2:,.0f} km²"
+                + ("" if doubt.truth_in_region is None else
+                   f" (EXIF GPS {'inside' if doubt.truth_in_region else 'outside'} it)"),
+                highlight=False,
+            )  # fmt: skip
+        if prediction.error_km is not None and prediction.answered:
             console.print(
                 f"  EXIF GPS {prediction.true_lat:.4f}, {prediction.true_lon:.4f}: "
                 f"error {prediction.error_km:,.1f} km",

@@ -32,7 +32,8 @@ class Inference:
     probs: np.ndarray  # (N, K), NaN rows for unreadable samples
     ok: np.ndarray  # (N,) bool
     features: tuple[np.ndarray, ...] = ()  # per model, (N, F) float32, NaN where unreadable
-    #: With ``class_maps``: per model, its own probabilities (N, K_i) before mapping.
+    #: With ``class_maps`` or ``per_model``: per model, its own probabilities (N, K_i)
+    #: (before mapping).
     model_probs: tuple[np.ndarray, ...] = ()
 
 
@@ -68,6 +69,7 @@ def infer(
     *,
     features: bool = False,
     class_maps: Sequence[np.ndarray] | None = None,
+    per_model: bool = False,
     blank: Band | None = None,
     keep_only: bool = False,
     batch_size: int = 64,
@@ -79,7 +81,8 @@ def infer(
     """:func:`class_probabilities`, and with ``features`` each model's pooled features
     from the same pass (the embeddings retrieval compares). Models with classes of their
     own (folds with their own cells) come with ``class_maps``: per model a (K_i, K) matrix
-    sending its probabilities onto the K shared classes before they are averaged."""
+    sending its probabilities onto the K shared classes before they are averaged; each
+    model's own probabilities are kept then, or when asked with ``per_model``."""
     from geotag.train.model import logits_and_features
 
     progress = progress or NullProgress()
@@ -116,9 +119,11 @@ def infer(
     probs = np.full((len(views), n_classes), np.nan, dtype=np.float32)
     ok = np.zeros(len(views), dtype=bool)
     pooled: list[np.ndarray | None] = [None] * len(ready)
-    own: list[np.ndarray] = (
-        [np.full((len(views), int(m.shape[0])), np.nan, np.float32) for m in maps] if maps else []
-    )
+    own: list[np.ndarray] = []
+    if maps:
+        own = [np.full((len(views), int(m.shape[0])), np.nan, np.float32) for m in maps]
+    elif per_model:
+        own = [np.full((len(views), n_classes), np.nan, np.float32) for _ in ready]
     progress.start(task, len(loader))
     for batch in loader:
         if len(batch.indices):
@@ -134,8 +139,9 @@ def infer(
                 else:
                     logits = model(images)
                 p = torch.softmax(logits.float(), dim=1)
-                if maps is not None:
+                if own:
                     own[i][rows] = p.cpu().numpy()
+                if maps is not None:
                     p = p @ maps[i]
                 total += p
             probs[rows] = (total / len(ready)).cpu().numpy()

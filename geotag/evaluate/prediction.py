@@ -27,6 +27,21 @@ class SimilarImage:
 
 
 @dataclass(frozen=True)
+class Doubt:
+    """How sure a prediction is (geotag.doubt.answer): a region calibrated to hold the true
+    cell with probability ``coverage``, and a confidence in [0, 1]."""
+
+    region: dict[str, Any]  # GeoJSON MultiPolygon (EPSG:4326, split at the antimeridian)
+    region_km2: float
+    coverage: float
+    confidence: float
+    #: False when the confidence is below ``--min-confidence``: the answer is the region.
+    sure: bool = True
+    cells: tuple[int, ...] | None = None  # the region's cell ids (a grid run)
+    truth_in_region: bool | None = None  # with EXIF GPS
+
+
+@dataclass(frozen=True)
 class Prediction:
     paths: tuple[str, ...]  # one photo, or every photo of a fused place
     top_k: tuple[CellGuess, ...]
@@ -38,6 +53,12 @@ class Prediction:
     true_lon: float | None = None
     error_km: float | None = None
     neighbours: tuple[SimilarImage, ...] = ()
+    doubt: Doubt | None = None
+
+    @property
+    def answered(self) -> bool:
+        """Whether a point is answered (not "not sure")."""
+        return self.doubt is None or self.doubt.sure
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -58,6 +79,23 @@ class Prediction:
         }
         if self.true_lat is not None:
             record.update(true_lat=self.true_lat, true_lon=self.true_lon, error_km=self.error_km)
+        if self.doubt is not None:
+            d = self.doubt
+            record.update(
+                answer="point" if d.sure else "not sure",
+                confidence=round(d.confidence, 6),
+                coverage=d.coverage,
+                region_km2=round(d.region_km2, 3),
+                region=d.region,
+            )
+            if d.cells is not None:
+                record["region_cells"] = list(d.cells)
+            if d.truth_in_region is not None:
+                record["truth_in_region"] = d.truth_in_region
+            if not d.sure:  # the answer is the region: no point, so no place or error
+                record.update(lat=None, lon=None, place=None, country=None)
+                if "error_km" in record:
+                    record["error_km"] = None
         if self.neighbours:
             record["neighbours"] = [
                 {

@@ -37,6 +37,62 @@ class Baselines:
 
 @contracts.contract
 @dataclass(frozen=True)
+class CoverageAt:
+    """Empirical coverage and mean region (share of the region) at one target."""
+
+    coverage: float
+    region_share_mean: float
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class Answered:
+    """Selective prediction: the figures of the surest share of photos answered."""
+
+    top1: float
+    median_km: float
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class DoubtScores:
+    """How honest the fold's statement of doubt was on the photos it never saw (see
+    geotag.evaluate.doubt): calibration, prediction regions, selective prediction."""
+
+    target: float  # the coverage the regions were calibrated for
+    calibration_n: int | float  # inner-split photos (or places) calibrated on
+    temperature: float
+    ece_before: float  # expected calibration error (15 bins) without temperature scaling
+    ece_after: float
+    #: What a perfectly calibrated model would show on as many photos (binned ECE's bias).
+    ece_floor: float
+    coverage: float  # share of photos whose true cell is in their region
+    region_cells_mean: float
+    region_km2_mean: float
+    region_km2_median: float
+    #: The region's area inside the workspace's region, as a share of it.
+    region_share_mean: float
+    region_share_median: float
+    #: Mean coverage of the worst tenth of cells (of ``cells_scored``, each with 5+ photos).
+    worst_cells_coverage: float
+    cells_scored: int | float
+    curve: dict[str, CoverageAt]  # target -> coverage and area there
+    selective: dict[str, Answered]  # percent answered ("50", "80", "100") -> figures
+
+
+@contracts.contract
+@dataclass(frozen=True)
+class PooledCalibration:
+    """ECE over every scored fold's photos together, each calibrated by its own fold."""
+
+    photos: int
+    ece_before: float
+    ece_after: float
+    ece_floor: float  # what a perfectly calibrated model would show on as many photos
+
+
+@contracts.contract
+@dataclass(frozen=True)
 class Scores:
     """One fold's figures, or their mean or standard deviation over folds."""
 
@@ -61,6 +117,8 @@ class Scores:
     #: Per predictor, the share of points in the true workspace grid cell: comparable
     #: between runs whatever cells they classify into (``top1`` is in the run's own).
     in_grid_cell: dict[str, float] | None = field(default=None, kw_only=True)
+    #: Calibration, regions and selective prediction; None for a run from before them.
+    doubt: DoubtScores | None = field(default=None, kw_only=True)
 
     def distance(self, predictor: str, figure: str) -> float:
         """One distance figure of one predictor, e.g. ``("weighted", "median_km")``."""
@@ -115,6 +173,10 @@ class EvalMetrics:
     #: What the run's classes are: grid, adaptive or admin cells (``classes``: their mean
     #: count over the scored folds, whose own cells may differ).
     cells: str = "grid"
+    #: The confidence score selective prediction ranked by (chosen on the inner splits).
+    confidence_score: str | None = None
+    #: Per "per_image" / "per_location": ECE over all folds' photos (calibrated runs).
+    pooled_calibration: dict[str, PooledCalibration] | None = None
 
     def to_json(self) -> dict[str, object]:
         return contracts.to_json(self)

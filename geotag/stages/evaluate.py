@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ class EvalOptions:
     batch_size: int = 64
     workers: int | None = None
     device: str = "auto"
+    coverage: float = 0.9  # the prediction regions' target (geotag.doubt.conformal)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ def run_eval(
 
     from geotag import contracts
     from geotag.dataset import GROUP, group_views
+    from geotag.doubt import calibration
+    from geotag.doubt.conformal import check_coverage
     from geotag.evaluate import metrics as m
+    from geotag.evaluate.doubt import fold_doubt, pooled_calibration
     from geotag.evaluate.held_out import held_out_sets, image_root, training_sets
     from geotag.evaluate.inference import infer
     from geotag.evaluate.summary import EvalMetrics
@@ -69,8 +74,13 @@ def run_eval(
     progress = progress or NullProgress()
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {options.batch_size}")
+    check_coverage(options.coverage, "--coverage")
     run = open_run(workspace, options.run)
     run.check_version()
+    # Calibrated doubt needs every fold's calibration (a run from before has none).
+    calibrations = {fold: calibration.read(run.calibration(fold)) for fold in run.trained_folds()}
+    kind = run.config.confidence_score
+    doubtful = kind is not None and all(c is not None for c in calibrations.values())
     cell_km = run.config.cell_km
     near_km = m.WEIGHTED_NEAR_CELLS * cell_km
     # The predicted point was chosen on the inner splits at training time; a run from
@@ -89,6 +99,7 @@ def run_eval(
     all_true, all_pred = [], []
     class_counts = []
     unreadable = 0
+    pictures: dict[str, list[Any]] = {"image": [], "location": []}
     for fold, frame in sets.items():
         model = run.build_model(fold)
         # Each fold answers with the points of its own training images, never the scored ones.
@@ -123,6 +134,7 @@ def run_eval(
             scored, train, train_class, frame["cell_id"].to_numpy(), true_class,
             true_lat, true_lon, _in_grid_cell(in_grid, scored, grid_cell),
         )  # fmt: skip
+        best = declared or scored.headline
         fused, _, first = m.fuse_by_group(probs, frame[GROUP].to_numpy())
         fused_queries = (
             _fused_features(queries, frame[GROUP].to_numpy()) if queries is not None else None
@@ -136,7 +148,35 @@ def run_eval(
             located, train, train_class, frame["cell_id"].to_numpy()[first], true_class[first],
             true_lat[first], true_lon[first], _in_grid_cell(in_grid, located, grid_cell[first]),
         )  # fmt: skip
-        rows.append(_predictions(frame, fold, scored, fold_classes.cell_ids, declared, in_grid))
+        doubt_columns: dict[str, Any] = {}
+        fold_calibration = calibrations.get(fold)
+        if doubtful and fold_calibration is not None and kind is not None:
+            shapes = _cell_shapes(run, fold, grid, fold_classes.cell_ids)
+            measure = partial(
+                fold_doubt, cells=shapes, region_area_km2=grid.region_area_km2,
+                coverage=options.coverage, kind=kind, point_lat=centre_lat, point_lon=centre_lon,
+            )  # fmt: skip
+            measured = (
+                measure(probs, true_class, fold_calibration.per_image, scored.errors_km[best],
+                        grid_cell),
+                measure(fused, true_class[first], fold_calibration.per_location,
+                        located.errors_km[best], grid_cell[first]),
+            )  # fmt: skip
+            per_image[str(fold)]["doubt"] = measured[0].metrics
+            per_location[str(fold)]["doubt"] = measured[1].metrics
+            pictures["image"].append(measured[0])
+            pictures["location"].append(measured[1])
+            doubt_columns = {
+                "region_cells": measured[0].region_cells,
+                "region_km2": measured[0].region_km2,
+                "covered": measured[0].covered,
+                "confidence": measured[0].confidence,
+            }
+        rows.append(
+            _predictions(frame, fold, scored, fold_classes.cell_ids, declared, in_grid).assign(
+                **doubt_columns
+            )
+        )
         all_true.append(true_class)
         all_pred.append(probs.argmax(axis=1))
         class_counts.append(len(fold_classes))
@@ -148,6 +188,12 @@ def run_eval(
         "classes": round(float(np.mean(class_counts))),
         "chance_top1": float(np.mean([1.0 / n for n in class_counts])),
         "cells": run.config.cells,
+        "confidence_score": kind if doubtful else None,
+        "pooled_calibration": (
+            {f"per_{name}": pooled_calibration(found) for name, found in pictures.items()}
+            if pictures["image"]
+            else None
+        ),
         "mask": str(options.mask) if options.mask else None,
         "run_mask": str(run.preprocessing.mask) if run.preprocessing.mask else None,
         "test_set": str(options.images) if options.images else "held-out folds",
@@ -183,7 +229,58 @@ def run_eval(
     files = _write_outputs(
         workspace, run.metrics_path(options.mask), metrics, predictions, *shown, grid
     )
+    if pictures["image"]:
+        files += _write_doubt(out, predictions, pictures, options.coverage)
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)
+
+
+def _cell_shapes(run: Any, fold: int, grid: Any, cell_ids: tuple[int, ...]) -> Any:
+    """The fold's classes as cells with areas (the grid's, or the fold's own)."""
+    from geotag.doubt.regions import CellShapes
+    from geotag.geo.grid import projected_region
+
+    if not run.own_fold_cells:
+        return CellShapes.from_cells(grid.cells, cell_ids, grid.projection, grid.region_projected)
+    partition = run.partition(fold)
+    region = projected_region(grid.region.geometry, partition.projection)
+    return CellShapes.from_cells(partition.cells, cell_ids, partition.projection, region)
+
+
+def _write_doubt(
+    out: Path, predictions: pd.DataFrame, pictures: dict[str, list[Any]], coverage: float
+) -> tuple[Path, ...]:
+    """reliability.png, coverage_curve.png, selective_curve.png and coverage_by_cell.csv
+    (per workspace grid cell, over every fold: photos, and the share in their region)."""
+    from geotag.atomic import atomic_path
+    from geotag.doubt.temperature import Reliability
+    from geotag.report import doubt as plots
+
+    images = pictures["image"]
+    reliability = out / "reliability.png"
+    plots.plot_reliability(
+        Reliability.pooled([d.reliability_before for d in images]),
+        Reliability.pooled([d.reliability_after for d in images]),
+        reliability,
+    )
+    coverage_curve = out / "coverage_curve.png"
+    plots.plot_coverage_curve(
+        {kind: [d.curve for d in found] for kind, found in pictures.items()},
+        coverage, coverage_curve,
+    )  # fmt: skip
+    selective_curve = out / "selective_curve.png"
+    plots.plot_selective_curve(
+        {kind: [d.selective for d in found] for kind, found in pictures.items()}, selective_curve
+    )
+    by_cell = (
+        predictions.groupby("grid_cell")["covered"]
+        .agg(images="size", coverage="mean")
+        .reset_index()
+        .sort_values(["coverage", "grid_cell"])
+    )
+    table = out / "coverage_by_cell.csv"
+    with atomic_path(table) as tmp:
+        by_cell.to_csv(tmp, index=False)
+    return reliability, coverage_curve, selective_curve, table
 
 
 def _retrieved(search: Any, choice: Any, classes: Any, queries: Any, probs: Any) -> Any:

@@ -33,6 +33,9 @@ class PredictOptions:
     workers: int | None = None  # default: none for a few photos, else one per spare core
     map: Path | None = None  # draw the first prediction's top cells and point here
     neighbours: int = 0  # list this many of the training images retrieval leaned on
+    coverage: float = 0.9  # the regions' target (recalibrated from each fold's scores)
+    min_confidence: float | None = None  # below it, answer "not sure" with the region
+    regions: bool = True  # False: no region or confidence (plain prediction)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class PredictResult:
     bad: tuple[tuple[str, str], ...] = field(default=())  # (path, why)
     map: Path | None = None
     notes: tuple[tuple[str, str], ...] = field(default=())  # (path, what): used, with a caveat
+    caveat: str | None = None  # about every answer, e.g. a run without calibration
 
 
 def _true_location(path: Path) -> tuple[float, float] | None:
@@ -101,6 +105,12 @@ def run_predict(
         raise InputError(f"--batch-size must be at least 1; got {options.batch_size}")
     if options.neighbours < 0:
         raise InputError(f"--neighbours must be zero or more; got {options.neighbours}")
+    from geotag.doubt.conformal import check_coverage
+
+    check_coverage(options.coverage, "--coverage")
+    least = options.min_confidence
+    if least is not None and not (0.0 <= least <= 1.0):  # NaN fails too
+        raise InputError(f"--min-confidence must lie in [0, 1]; got {least:g}")
     if not inputs:
         raise InputError("name at least one image or folder")
     run = open_run(workspace, options.run)
@@ -119,9 +129,10 @@ def run_predict(
     predictor = _headline_predictor(run)
     retrieving = predictor in RETRIEVAL_PREDICTORS or options.neighbours > 0
     indexes = _indexes(run, folds, predictor) if retrieving else {}
+    calibrations, caveat = _calibrations(run, folds, options)
     done = infer(
         models, Path("/"), views, run.preprocessing, features=bool(indexes),
-        class_maps=class_maps, batch_size=options.batch_size,
+        class_maps=class_maps, per_model=calibrations is not None, batch_size=options.batch_size,
         workers=inference_workers(options.workers, len(views), device), device=device,
         progress=progress,
     )  # fmt: skip
@@ -142,7 +153,8 @@ def run_predict(
     features = [f[ok] for f in done.features]
     # What each fold ranks its own cells by: its own probabilities, or the shared ones.
     fold_probs = [p[ok] for p in done.model_probs] or [probs] * len(folds)
-    if options.fuse and len(usable) > 1:
+    fused = options.fuse and len(usable) > 1
+    if fused:
         probs = probs.mean(axis=0, keepdims=True)
         fold_probs = [p.mean(axis=0, keepdims=True) for p in fold_probs]
         features = [_unit(_unit(f).sum(axis=0, keepdims=True)) for f in features]
@@ -163,6 +175,13 @@ def run_predict(
         lat, lon, similar = _retrieve(indexes, folds, features, fold_top, predictor, points)
     else:
         lat, lon = points[predictor]
+    regions = (
+        _regions(run, folds, grid, fold_probs, calibrations, fused, options.coverage)
+        if calibrations is not None and grid is not None
+        else None
+    )
+    if calibrations is not None and grid is None:
+        caveat = f"no grid in {workspace.root}: no prediction region"
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
     predictions = []
     ids = np.asarray(classes.cell_ids)
@@ -189,11 +208,78 @@ def run_predict(
                 true_lon=truth[1] if truth else None,
                 error_km=error,
                 neighbours=_nearest(similar[i], float(lat[i]), float(lon[i]), options.neighbours),
+                doubt=_doubt(regions[i], least, truth) if regions is not None else None,
             )
         )
     if options.map is not None:
-        _draw_map(workspace, run, grid or load_grid(workspace), predictions[0], options.map)
-    return PredictResult(run.name, predictor, tuple(predictions), tuple(bad), options.map, notes)
+        _draw_map(
+            workspace, run, grid or load_grid(workspace), predictions[0], options.map,
+            regions[0].lonlat if regions is not None else None,
+        )  # fmt: skip
+    return PredictResult(
+        run.name, predictor, tuple(predictions), tuple(bad), options.map, notes, caveat
+    )
+
+
+def _calibrations(
+    run: Run, folds: list[int], options: PredictOptions
+) -> tuple[dict[int, Any] | None, str | None]:
+    """Each fold's calibration when regions are asked for and every fold has one; else
+    None, and why (a run from before calibration cannot answer --min-confidence)."""
+    from geotag.doubt import calibration
+
+    if not options.regions:
+        return None, None
+    found = {fold: calibration.read(run.calibration(fold)) for fold in folds}
+    if run.config.confidence_score is not None and all(c is not None for c in found.values()):
+        return found, None
+    why = (
+        f"run {run.name} was trained before geotag calibrated its doubt; `geotag train "
+        f"--name {run.name} --resume` calibrates it without training again"
+    )
+    if options.min_confidence is not None:
+        raise InputError(f"--min-confidence needs a calibrated run; {why}")
+    return None, f"no prediction region: {why}"
+
+
+def _regions(
+    run: Run, folds: list[int], grid: Grid, fold_probs: list[Any], calibrations: dict[int, Any],
+    fused: bool, coverage: float,
+) -> list[Any]:  # fmt: skip
+    """Per prediction, the union of the folds' calibrated regions and the confidence."""
+    from geotag.doubt.answer import FoldPart, photo_regions
+    from geotag.doubt.regions import CellShapes
+
+    parts = []
+    # A grid run's folds share their cells: their shapes are made once.
+    shared = None if run.own_fold_cells else CellShapes.from_cells(
+        grid.cells, run.classes.cell_ids, grid.projection
+    )  # fmt: skip
+    for fold, probs in zip(folds, fold_probs, strict=True):
+        classes = run.fold_classes(fold)
+        if shared is None:
+            partition = run.partition(fold)
+            shapes = CellShapes.from_cells(partition.cells, classes.cell_ids, partition.projection)
+        else:
+            shapes = shared
+        parts.append(FoldPart(probs, calibrations[fold].split(fused), shapes, *classes.centres()))
+    kind = run.config.confidence_score
+    assert kind is not None  # _calibrations returns none without it
+    return photo_regions(parts, coverage, kind)
+
+
+def _doubt(region: Any, least: float | None, truth: tuple[float, float] | None) -> Any:
+    from geotag.evaluate.prediction import Doubt
+
+    return Doubt(
+        region=region.geojson(),
+        region_km2=region.area_km2,
+        coverage=region.coverage,
+        confidence=region.confidence,
+        sure=least is None or region.confidence >= least,
+        cells=region.cells,
+        truth_in_region=region.contains(*truth) if truth is not None else None,
+    )
 
 
 def _indexes(run: Run, folds: list[int], predictor: str) -> dict[int, Any]:
@@ -256,16 +342,17 @@ def _unit(vectors: Any) -> Any:
 
 
 def _draw_map(
-    workspace: Workspace, run: Run, grid: Grid, prediction: Prediction, path: Path
-) -> None:
+    workspace: Workspace, run: Run, grid: Grid, prediction: Prediction, path: Path,
+    region: Any = None,
+) -> None:  # fmt: skip
     """The first prediction over the run's cells (the grid's, for a run from before
-    ``cells.parquet``)."""
+    ``cells.parquet``), with its region (EPSG:4326) when it has one."""
     import geopandas as gpd
 
     from geotag.report.prediction import plot_prediction
 
-    region = (
+    outline = (
         gpd.read_parquet(workspace.region_parquet) if workspace.region_parquet.exists() else None
     )
     cells = run.partition().cells if run.cells().is_file() else grid.cells
-    plot_prediction(cells, region, prediction, path)
+    plot_prediction(cells, outline, prediction, path, region)

@@ -304,7 +304,8 @@ def run_train(
         )
         latlon = rows[["lat", "lon"]].to_numpy(dtype=np.float64)
         # The groups folds are made of, and folds.csv records: places, or spatial blocks.
-        groups = _fold_groups(rows[GROUP].to_numpy(), latlon, options.split, grid.cell_km)
+        places = rows[GROUP].to_numpy()
+        groups = _fold_groups(places, latlon, options.split, grid.cell_km)
         folds = _folds_for(run, views, groups, sample_labels, options, resume)
 
         fold_list = list(range(options.folds)) if options.fold == "all" else [int(options.fold)]
@@ -324,14 +325,15 @@ def run_train(
             bad_paths = {b.path for b in bad}
             keep = np.array([not (set(v) & bad_paths) for v in views])
             views = [v for v, k in zip(views, keep, strict=True) if k]
-            sample_labels, sample_cells, latlon, groups, folds = (
+            sample_labels, sample_cells, latlon, groups, places, folds = (
                 sample_labels[keep],
                 sample_cells[keep],
                 latlon[keep],
                 groups[keep],
+                places[keep],
                 folds[keep],
             )
-        samples = _Samples(views, sample_labels, sample_cells, latlon, groups, folds)
+        samples = _Samples(views, sample_labels, sample_cells, latlon, groups, folds, places)
         # Each fold's inner validation split, and the points its classes answer with: the
         # mean location of their images in the fold's inner training split.
         buffer_km = options.buffer_km
@@ -469,6 +471,7 @@ def run_train(
                     config,
                     predictor=_choose_predictor(run, config),
                     retrieval=_retrieval_choices(run, config),
+                    confidence_score=_choose_confidence(run, config),
                 ),
             )
         distributed.barrier(ranks)
@@ -732,6 +735,7 @@ class _Samples:
     latlon: np.ndarray  # (n, 2) true location
     groups: np.ndarray  # what folds keep together: places, or spatial blocks
     folds: np.ndarray  # outer fold
+    places: np.ndarray  # the place each sample shows (its headings are fused in eval)
 
 
 def _split(
@@ -885,6 +889,7 @@ def _score_predictors(
         retrieval=retrieval_points(search, queries, probs, classes, choice),
     )  # fmt: skip
     predictors = scored.metrics["predictors"]
+    _calibrate(run, fold, probs, samples.labels[val_idx][ok], samples.places[val_idx][ok], classes)
     write_inner_scores(
         run, fold,
         InnerScores(
@@ -895,6 +900,37 @@ def _score_predictors(
             retrieval_grid=grid,
         ),
     )  # fmt: skip
+
+
+def _calibrate(
+    run: RunFolder, fold: int, probs: np.ndarray, labels: np.ndarray, places: np.ndarray,
+    classes: Any,
+) -> None:  # fmt: skip
+    """Calibrate the fold on its inner validation split (geotag.doubt): single photos, and
+    places with their headings fused as eval fuses them."""
+    from geotag.doubt import calibration
+    from geotag.evaluate.metrics import fuse_by_group
+
+    lat, lon = classes.centres()
+    fused, _, first = fuse_by_group(probs, places)
+    calibration.write(
+        run.calibration(fold),
+        calibration.FoldCalibration(
+            per_image=calibration.fit(probs, labels, lat, lon),
+            per_location=calibration.fit(fused, labels[first], lat, lon),
+        ),
+    )
+
+
+def _choose_confidence(run: RunFolder, config: Any) -> str | None:
+    """The confidence score that ranked the folds' inner-split photos best (mean over the
+    trained folds of each score's accuracy over the shares answered)."""
+    from geotag.doubt import calibration
+    from geotag.doubt.confidence import choose_score
+
+    found = [calibration.read(run.calibration(fold)) for fold in config.folds_trained]
+    selective = [c.per_image.selective for c in found if c is not None]
+    return choose_score(selective) if selective else None
 
 
 def _retrieval_choices(run: RunFolder, config: Any) -> dict[str, Any]:

@@ -120,6 +120,9 @@ class RunConfig:
     fold_classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     #: Per trained fold, the smoothing temperature its cells gave (--cells adaptive, admin).
     fold_tau_km: dict[str, float] = field(default_factory=dict)
+    #: The confidence score (geotag.doubt.confidence) chosen on the inner splits; None for
+    #: a run from before calibration (``fold-<k>/calibration.json``).
+    confidence_score: str | None = None
 
     @property
     def selected_on_inner_split(self) -> bool:
@@ -194,6 +197,13 @@ class RunConfig:
             _check_fold_key(bad, "buffered", key, self.folds)
             if count < 0:
                 raise bad(f"buffered.{key}", f"must be zero or more; got {count}")
+        from geotag.doubt.confidence import CONFIDENCE_SCORES
+
+        if self.confidence_score is not None and self.confidence_score not in CONFIDENCE_SCORES:
+            raise bad(
+                "confidence_score",
+                f"must be one of {', '.join(CONFIDENCE_SCORES)}; got {self.confidence_score!r}",
+            )
         for key, choice in self.retrieval.items():
             _check_fold_key(bad, "retrieval", key, self.folds)
             problem = choice.problem()

@@ -119,6 +119,13 @@ def test_eval_scores_each_fold_in_its_own_cells_and_against_the_grid(
         assert set(scores.in_grid_cell) == set(scores.predictors)
         headline_hits = (rows["pred_grid_cell"] == rows["grid_cell"]).mean()
         assert scores.in_grid_cell[metrics.headline] == pytest.approx(headline_hits)
+        # Regions are sets of the fold's own cells, with their areas (issue #17).
+        area = dict(zip(cells.cells["cell_id"], cells.cells["area_km2"], strict=True))
+        summed = [sum(area[c] for c in region) for region in rows["region_cells"]]
+        assert np.allclose(rows["region_km2"], summed)
+        covered = [t in r for t, r in zip(rows["true_cell"], rows["region_cells"], strict=True)]
+        assert rows["covered"].tolist() == covered
+        assert scores.doubt is not None and scores.doubt.coverage == pytest.approx(np.mean(covered))
     assert set(predictions["pred_grid_cell"]) <= set(grid.cells["cell_id"]) | {-1}
     assert (result.folder / "accuracy_map.png").is_file()
 
@@ -145,6 +152,11 @@ def test_predict_votes_with_every_fold_in_the_run_cells(adaptive_ws: Workspace) 
     # Every fold's probability lands on some run cell: the run's classes share all of it.
     assert sum(g.probability for g in prediction.top_k) == pytest.approx(1.0, abs=1e-4)
     assert out.is_file()
+    # The region joins the folds' own cells: a shape, not a list of run cells (issue #17).
+    doubt = prediction.doubt
+    assert doubt is not None and doubt.cells is None
+    whole = load_grid(adaptive_ws).cells["area_km2"].sum()
+    assert 0 < doubt.region_km2 <= whole * 1.001
     maps = run.class_maps(run.trained_folds())
     assert maps is not None
     for fold, matrix in zip(run.trained_folds(), maps, strict=True):
