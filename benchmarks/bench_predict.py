@@ -11,7 +11,8 @@ What it measures, side by side in one run:
 
 3. **regions** (issue #17): ``run_predict`` with the statement of doubt (each fold's
    calibrated region, their union as GeoJSON with its area, the confidence) against
-   ``regions=False``, alternating the two in the same rounds, once for the folder and once
+   ``regions=False``, each with its answers turned into JSON records (what ``predict
+   --json`` prints), alternating the two in the same rounds, once for the folder and once
    for a single photo (the CLI's common case). The untrained run is given India's grid at
    250 km and a calibration fitted on its own answers to the photos (labels drawn at
    random); with ``--workspace W --run R`` a trained, calibrated run and its own photos are
@@ -122,8 +123,10 @@ def region_cost(ws: Workspace, photos: list[Path], run: str, repeats: int, label
         order = (("plain", plain), ("regions", doubt))
         for name, options in order if repeat % 2 == 0 else order[::-1]:
             started = time.perf_counter()
-            run_predict(ws, photos, options)
+            # What `predict --json` does: the answers, and each as its JSON record.
+            records = [p.to_json() for p in run_predict(ws, photos, options).predictions]
             times[name].append(time.perf_counter() - started)
+            assert ("region" in records[0]) == (name == "regions")
     plain_s, regions_s = statistics.median(times["plain"]), statistics.median(times["regions"])
     ratio = regions_s / plain_s
     print(

@@ -31,6 +31,11 @@ def pictures(demo: Path) -> dict[str, Path]:
         "careless_top_band_heat.png": demo / "runs/careless/explain/top_band_heat.png",
         "masked_confusion_matrix.png": demo / "runs/masked/eval/confusion_matrix.png",
         "masked_accuracy_map.png": demo / "runs/masked/eval/accuracy_map.png",
+        "sure.png": demo / "sure.png",
+        "unsure.png": demo / "unsure.png",
+        "masked_reliability.png": demo / "runs/masked/eval/reliability.png",
+        "masked_coverage_curve.png": demo / "runs/masked/eval/coverage_curve.png",
+        "masked_selective_curve.png": demo / "runs/masked/eval/selective_curve.png",
     }
 
 

@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 from geotag.doubt import conformal
 from geotag.doubt.calibration import CalibrationSplit
 from geotag.doubt.confidence import confidence_values
-from geotag.doubt.regions import CellShapes, area_km2, geojson, to_lonlat, union_in_plane
+from geotag.doubt.regions import CellShapes, area_km2, geojson, to_lonlat_many, union_in_plane
 from geotag.errors import InputError
 
 
@@ -71,25 +71,35 @@ def photo_regions(parts: Sequence[FoldPart], coverage: float, kind: str) -> list
         values = confidence_values(kind, calibrated, part.point_lat, part.point_lon)
         ranks.append(part.split.confidence_of(kind, values))
     confidence = np.mean(ranks, axis=0)
-    cache: dict[Any, tuple[BaseGeometry, float]] = {}  # photos often share a region
-    out = []
+    # Photos often share a region: each distinct one is made once, and all of them are
+    # brought back to longitude/latitude together.
+    distinct: dict[Any, int] = {}
+    planes: list[BaseGeometry] = []
+    areas: list[float] = []
+    which: list[int] = []
+    ids: list[tuple[int, ...] | None] = []
     for i in range(n):
         if shared:
             members = np.logical_or.reduce([s[i] for s in sets])
             key: Any = members.tobytes()
-            if key not in cache:
-                plane = parts[0].cells.union(members)
-                area = float(parts[0].cells.area_km2[members].sum())
-                cache[key] = (to_lonlat(plane, parts[0].cells.projection), area)
-            ids: tuple[int, ...] | None = tuple(int(c) for c in parts[0].cells.cell_ids[members])
+            ids.append(tuple(int(c) for c in parts[0].cells.cell_ids[members]))
         else:
             key = tuple(s[i].tobytes() for s in sets)
-            if key not in cache:
+            ids.append(None)
+        if key not in distinct:
+            distinct[key] = len(planes)
+            if shared:
+                planes.append(parts[0].cells.union(members))
+                areas.append(float(parts[0].cells.area_km2[members].sum()))
+            else:
                 plane = union_in_plane(
                     [g for part, s in zip(parts, sets, strict=True) for g in part.cells.plane[s[i]]]
                 )
-                cache[key] = (to_lonlat(plane, parts[0].cells.projection), area_km2(plane))
-            ids = None
-        lonlat, area = cache[key]
-        out.append(PhotoRegion(lonlat, area, coverage, float(confidence[i]), ids))
-    return out
+                planes.append(plane)
+                areas.append(area_km2(plane))
+        which.append(distinct[key])
+    lonlat = to_lonlat_many(planes, parts[0].cells.projection)
+    return [
+        PhotoRegion(lonlat[j], areas[j], coverage, float(confidence[i]), ids[i])
+        for i, j in enumerate(which)
+    ]

@@ -10,6 +10,7 @@ their own cells) has the area of the union in the equal-area plane, which is exa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -77,11 +78,26 @@ class CellShapes:
             raise InputError(f"sets must be (N, {len(self)}); got {chosen.shape}")
         return chosen @ self.area_km2, chosen @ self.in_region_km2
 
+    @functools.cached_property
+    def _snapped(self) -> np.ndarray:
+        """The cells on a :data:`SNAP_M` grid: neighbours' shared edges then coincide."""
+        return np.asarray(shapely.set_precision(self.plane, SNAP_M), dtype=object)
+
     def union(self, members: np.ndarray) -> BaseGeometry:
-        """The cells ``members`` (bool (K,) or class indices) as one geometry of the plane."""
+        """The cells ``members`` (bool (K,) or class indices) as one geometry of the plane.
+
+        The cells of one partition tile the plane without overlapping, so once snapped
+        they are a polygonal coverage, which GEOS dissolves by its shared edges an order of
+        magnitude faster than a general union (0.2 against 2.7 ms for 20 hexagons); a
+        result that is not valid falls back to the general union."""
         picked = np.asarray(members)
-        polygons = self.plane[picked] if picked.dtype == bool else self.plane[picked.astype(int)]
-        return union_in_plane(list(polygons))
+        index = np.flatnonzero(picked) if picked.dtype == bool else picked.astype(int)
+        if len(index) == 0:
+            return shapely.Polygon()
+        merged = shapely.coverage_union_all(self._snapped[index])
+        if shapely.is_valid(merged):
+            return merged
+        return union_in_plane(list(self.plane[index]))
 
 
 def union_in_plane(polygons: Sequence[BaseGeometry]) -> BaseGeometry:
@@ -102,23 +118,32 @@ def area_km2(plane_geometry: BaseGeometry) -> float:
 def to_lonlat(plane_geometry: BaseGeometry, projection: EqualAreaProjection) -> BaseGeometry:
     """A region of the plane in EPSG:4326: a (Multi)Polygon whose parts crossing the
     antimeridian are split there."""
+    return to_lonlat_many([plane_geometry], projection)[0]
+
+
+def to_lonlat_many(
+    plane_geometries: Sequence[BaseGeometry], projection: EqualAreaProjection
+) -> list[BaseGeometry]:
+    """:func:`to_lonlat` of many regions with one projection call for all their points."""
     from geotag.geo.grid import to_lonlat as cells_to_lonlat
 
-    parts = [
-        p
-        for p in shapely.get_parts(plane_geometry)
-        if isinstance(p, shapely.Polygon) and not p.is_empty
-    ]
-    if not parts:
-        return shapely.MultiPolygon()
-    lonlat = cells_to_lonlat(np.asarray(parts, dtype=object), projection)
-    polygons = [q for g in lonlat for q in shapely.get_parts(g) if not q.is_empty]
-    return shapely.MultiPolygon(polygons)
+    parts, owner = [], []
+    for i, geometry in enumerate(plane_geometries):
+        for part in shapely.get_parts(geometry):
+            if isinstance(part, shapely.Polygon) and not part.is_empty:
+                parts.append(part)
+                owner.append(i)
+    lonlat = list(cells_to_lonlat(np.asarray(parts, dtype=object), projection)) if parts else []
+    grouped: list[list[BaseGeometry]] = [[] for _ in plane_geometries]
+    for i, geometry in zip(owner, lonlat, strict=True):
+        grouped[i].extend(q for q in shapely.get_parts(geometry) if not q.is_empty)
+    return [shapely.MultiPolygon(polygons) for polygons in grouped]
 
 
 def geojson(lonlat_geometry: BaseGeometry) -> dict[str, Any]:
     """RFC 7946 geometry: a MultiPolygon, exterior rings counter-clockwise, holes clockwise,
-    coordinates rounded to :data:`GEOJSON_DECIMALS` places."""
+    coordinates rounded to :data:`GEOJSON_DECIMALS` places (0.1 m: no cell edge moves
+    enough to cross another)."""
     from shapely.geometry import mapping
     from shapely.geometry.polygon import orient
 
@@ -127,8 +152,7 @@ def geojson(lonlat_geometry: BaseGeometry) -> dict[str, Any]:
         for p in shapely.get_parts(lonlat_geometry)
         if isinstance(p, shapely.Polygon)
     ]
-    rounded = shapely.set_precision(shapely.MultiPolygon(polygons), 10.0**-GEOJSON_DECIMALS)
-    rounded = shapely.MultiPolygon(
-        [orient(p, sign=1.0) for p in shapely.get_parts(rounded) if isinstance(p, shapely.Polygon)]
+    rounded = shapely.transform(
+        shapely.MultiPolygon(polygons), lambda xy: np.round(xy, GEOJSON_DECIMALS)
     )
     return dict(mapping(rounded))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Doubt:
     """How sure a prediction is (geotag.doubt.answer): a region calibrated to hold the true
     cell with probability ``coverage``, and a confidence in [0, 1]."""
 
-    region: dict[str, Any]  # GeoJSON MultiPolygon (EPSG:4326, split at the antimeridian)
+    region: BaseGeometry  # (Multi)Polygon in EPSG:4326, split at the antimeridian
     region_km2: float
     coverage: float
     confidence: float
@@ -80,13 +83,15 @@ class Prediction:
         if self.true_lat is not None:
             record.update(true_lat=self.true_lat, true_lon=self.true_lon, error_km=self.error_km)
         if self.doubt is not None:
+            from geotag.doubt.regions import geojson
+
             d = self.doubt
             record.update(
                 answer="point" if d.sure else "not sure",
                 confidence=round(d.confidence, 6),
                 coverage=d.coverage,
                 region_km2=round(d.region_km2, 3),
-                region=d.region,
+                region=geojson(d.region),
             )
             if d.cells is not None:
                 record["region_cells"] = list(d.cells)

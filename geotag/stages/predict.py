@@ -272,7 +272,7 @@ def _doubt(region: Any, least: float | None, truth: tuple[float, float] | None) 
     from geotag.evaluate.prediction import Doubt
 
     return Doubt(
-        region=region.geojson(),
+        region=region.lonlat,
         region_km2=region.area_km2,
         coverage=region.coverage,
         confidence=region.confidence,
