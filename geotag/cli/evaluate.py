@@ -222,7 +222,7 @@ def _print_doubt(metrics: EvalMetrics) -> None:
         table.add_row(label, *show(value, form))
     console.print(table)
     pooled = metrics.pooled_calibration or {}
-    for name, figures in pooled.items():
+    for name, figures in pooled.items() if not single else ():
         console.print(
             f"ECE over every fold's photos {name.replace('_', ' ')} ({figures.photos:,}): "
             f"{figures.ece_before:.3f} before, {figures.ece_after:.3f} after; a perfectly "
@@ -370,7 +370,8 @@ def predict(
                 highlight=False,
             )
         if doubt is not None:
-            cells = f"{len(doubt.cells)} cells, " if doubt.cells is not None else ""
+            count = len(doubt.cells) if doubt.cells is not None else None
+            cells = "" if count is None else f"{count} cell{'' if count == 1 else 's'}, "
             console.print(
                 ("  not sure: " if not doubt.sure else "  ")
                 + f"confidence {doubt.confidence:.2f}; {doubt.coverage:.0%} region: {cells}"
