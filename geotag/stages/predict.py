@@ -229,6 +229,8 @@ def _calibrations(
     from geotag.doubt import calibration
 
     if not options.regions:
+        if options.min_confidence is not None:
+            raise InputError("--min-confidence needs the regions: ask for both or neither")
         return None, None
     found = {fold: calibration.read(run.calibration(fold)) for fold in folds}
     if run.config.confidence_score is not None and all(c is not None for c in found.values()):

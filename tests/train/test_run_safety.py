@@ -168,6 +168,7 @@ CORRUPTIONS: list[tuple[str, object, str]] = [
     ("fold_classes", {"0": [0, 1, 2]}, "field 'fold_classes': a run over grid cells has one"),
     ("fold_tau_km", {"0": -5.0}, "field 'fold_tau_km.0': must be a positive number"),
     ("fold_tau_km", {"7": 5.0}, "field 'fold_tau_km.7': is no fold of 0..2"),
+    ("confidence_score", "luck", "field 'confidence_score': must be one of top_probability"),
 ]
 
 
