@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +85,8 @@ def plot_coverage_curve(
             if len(at):
                 ax.plot(share[at], covered[at], "o", ms=11, mfc="none", color=colour)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_percent_at_1_2_5))
-        ax.xaxis.set_minor_formatter(FuncFormatter(_percent_at_1_2_5))
+        ax.xaxis.set_major_formatter(FuncFormatter(_at_1_2_5("{:.3g}%", 100)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_at_1_2_5("{:.3g}%", 100)))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel("mean area of the region (share of the whole region, log)")
         ax.set_ylabel("share of photos whose true cell is in the region")
@@ -111,7 +111,7 @@ def plot_selective_curve(
     if not any(curves.values()):
         raise InputError("there is no selective curve to plot")
     plt = _pyplot()
-    from matplotlib.ticker import PercentFormatter
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=120)
     try:
@@ -130,6 +130,8 @@ def plot_selective_curve(
         axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
         axes[1].set_ylabel("median error of the photos answered (km)")
         axes[1].set_yscale("log")
+        axes[1].yaxis.set_major_formatter(FuncFormatter(_at_1_2_5("{:,.0f}")))
+        axes[1].yaxis.set_minor_formatter(FuncFormatter(_at_1_2_5("{:,.0f}")))
         for ax in axes:
             ax.set_xlabel("share of photos answered (surest first)")
             ax.xaxis.set_major_formatter(PercentFormatter(1.0))
@@ -144,11 +146,16 @@ def plot_selective_curve(
     return Path(path)
 
 
-def _percent_at_1_2_5(value: float, _: object) -> str:
-    """A log axis's tick as a percentage, labelled only at 1, 2 and 5 times a power of 10."""
-    if value <= 0:
-        return ""
-    mantissa = value / 10 ** np.floor(np.log10(value))
-    if not any(np.isclose(mantissa, m) for m in (1.0, 2.0, 5.0)):
-        return ""
-    return f"{value * 100:.3g}%"
+def _at_1_2_5(form: str, scale: float = 1.0) -> Callable[[float, object], str]:
+    """A log axis's tick labeller: ``form`` of value x ``scale``, only at 1, 2 and 5 times
+    a power of 10 (the others stay unlabelled)."""
+
+    def label(value: float, _: object) -> str:
+        if value <= 0:
+            return ""
+        mantissa = value / 10 ** np.floor(np.log10(value))
+        if not any(np.isclose(mantissa, m) for m in (1.0, 2.0, 5.0)):
+            return ""
+        return form.format(value * scale)
+
+    return label
