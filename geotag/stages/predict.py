@@ -182,6 +182,8 @@ def run_predict(
     )
     if calibrations is not None and grid is None:
         caveat = f"no grid in {workspace.root}: no prediction region"
+    elif calibrations is not None:
+        caveat = _too_few(calibrations, fused, options.coverage)
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
     predictions = []
     ids = np.asarray(classes.cell_ids)
@@ -268,6 +270,22 @@ def _regions(
     kind = run.config.confidence_score
     assert kind is not None  # _calibrations returns none without it
     return photo_regions(parts, coverage, kind)
+
+
+def _too_few(calibrations: dict[int, Any], fused: bool, coverage: float) -> str | None:
+    """Why a region is every cell: a fold calibrated on too few photos for the target."""
+    import math
+
+    short = {f: c.split(fused) for f, c in calibrations.items()}
+    short = {f: s for f, s in short.items() if math.isinf(s.threshold(coverage))}
+    if not short:
+        return None
+    counts = ", ".join(f"fold {f}: {s.n}" for f, s in short.items())
+    return (
+        f"--coverage {coverage:g} needs at least {math.ceil(coverage / (1 - coverage)):,} "
+        f"calibration {'places' if fused else 'photos'} per fold ({counts}): such a fold's "
+        "region is every cell"
+    )
 
 
 def _doubt(region: Any, least: float | None, truth: tuple[float, float] | None) -> Any:

@@ -285,3 +285,15 @@ def test_cli_predict_prints_the_region_and_refuses_a_bad_target(trained_ws: Work
         app, ["eval", "-w", str(trained_ws.root), "--run", "tiny", "--coverage", "0"]
     )
     assert bad.exit_code != 0 and "--coverage" in bad.output
+
+
+def test_a_target_beyond_the_calibration_set_says_so_and_answers_every_cell(
+    trained_ws: Workspace,
+) -> None:
+    result = run_predict(
+        trained_ws, _photos(trained_ws, 2),
+        PredictOptions(run="tiny", device="cpu", workers=0, coverage=0.999),
+    )  # fmt: skip
+    assert result.caveat is not None and "needs at least 999 calibration photos" in result.caveat
+    classes = set(open_run(trained_ws, "tiny").config.classes)
+    assert all(set(p.doubt.cells) == classes for p in result.predictions)  # type: ignore[union-attr,arg-type]
