@@ -69,7 +69,7 @@ def test_bad_shapes_or_labels_are_refused(probs: np.ndarray, labels: object) -> 
 
 def test_the_ece_floor_is_what_a_calibrated_model_shows_on_a_small_sample() -> None:
     rng = np.random.default_rng(4)
-    p, labels = _calibrated_photos(rng, 400)
+    p, _ = _calibrated_photos(rng, 400)
     floor = temperature.ece_floor(p)
     measured = [
         temperature.expected_calibration_error(p, np.array([rng.choice(10, p=r) for r in p]))
