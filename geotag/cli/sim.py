@@ -78,10 +78,12 @@ def sim_serve(
             fail_rate=fail_rate,
             latency_ms=latency_ms,
         )
-        server.start()
-        console.print(server.base_url, highlight=False)
-        console.print("[dim]Serving the simulated Street View API; Ctrl-C stops.[/dim]")
+        # Ctrl-C may come at any moment once the port is bound, even before the banner is
+        # out: whatever it interrupts, the server stops and the command ends quietly.
         try:
+            server.start()
+            console.print(server.base_url, highlight=False)
+            console.print("[dim]Serving the simulated Street View API; Ctrl-C stops.[/dim]")
             server.serve_forever()
         except KeyboardInterrupt:
             pass
