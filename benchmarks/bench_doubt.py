@@ -25,6 +25,11 @@ calibration set (geotag's default 0.1).
     .venv/bin/python benchmarks/bench_doubt.py --workspace demo-workspace   # reuse a demo
     .venv/bin/python benchmarks/bench_doubt.py --quick              # the --fast demo, 2 folds
     .venv/bin/python benchmarks/bench_doubt.py --val-fraction 0.2   # a larger calibration set
+    .venv/bin/python benchmarks/bench_doubt.py --fresh 20           # + 20 new points a cell
+
+``--fresh N`` also scores places no fold ever saw: N new points a cell in the same world
+(panoramas the demo has are dropped), each fold's regions by ``eval --images`` (which
+replaces the run's ``eval/`` folder) and ``predict``'s union of the folds' regions.
 
 Prints machine facts, the tables and one PASS/MISS line per target; always exits 0.
 """
@@ -107,6 +112,9 @@ def main() -> None:
     parser.add_argument("--coverage", type=float, default=0.9)
     parser.add_argument("--quick", action="store_true", help="the --fast demo, 2 folds")
     parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--fresh", type=int, default=0, help="also score N new points a cell no fold ever saw"
+    )
     args = parser.parse_args()
     run = RUN if args.val_fraction == 0.1 else f"{RUN}-val{args.val_fraction:g}"
     size = FAST if args.quick else FULL
@@ -140,6 +148,57 @@ def main() -> None:
                 f"{pooled['ece_before']:.3f} -> {pooled['ece_after']:.3f} (a perfectly calibrated "
                 f"model: {pooled['ece_floor']:.3f})"
             )
+        if args.fresh:
+            fresh_photos(ws, Path(tmp) / "fresh", run, args.fresh, args.coverage)
+
+
+def fresh_photos(ws: Path, fresh: Path, run: str, per_cell: int, target: float) -> None:
+    """Score photos of new places no fold trained, stopped or calibrated on: new points of
+    the same world (panoramas the demo already has are dropped), each fold's regions by
+    ``eval --images`` and predict's union of the folds' regions photo by photo."""
+    import pandas as pd
+
+    from geotag.stages.predict import PredictOptions, run_predict
+    from geotag.workspace import Workspace
+
+    settings = json.loads(json.dumps(Workspace(ws).stage_settings("grid")))
+    geotag("grid", "-w", str(fresh), "--country", str(settings["region"]),
+           "--cell-km", f"{settings['cell_km']:g}", "--shape", str(settings["shape"]))  # fmt: skip
+    if Workspace(fresh).stage_settings("grid").get("grid_id") != settings.get("grid_id"):
+        print("MISS  the fresh workspace's grid differs from the demo's: not compared")
+        return
+    geotag("sample", "-w", str(fresh), "--per-cell", str(per_cell), "--seed", "1017")
+    geotag("scrape", "-w", str(fresh), "--provider", "sim", "--source", "default",
+           "--photospheres", "0.8", "--size", "64", "--headings", "0,180", "--radius",
+           "20000", "--rate", "2000", "--concurrency", "16")  # fmt: skip
+    known = set(pd.read_parquet(ws / "images.parquet")["pano_id"])
+    images = pd.read_parquet(fresh / "images.parquet")
+    images = images[~images["pano_id"].isin(known)].reset_index(drop=True)
+    table_path = fresh / "fresh.parquet"
+    images.to_parquet(table_path, index=False)
+    geotag("eval", "-w", str(ws), "--run", run, "--images", str(table_path),
+           "--coverage", f"{target:g}")  # fmt: skip
+    metrics = json.loads((ws / "runs" / run / "eval" / "metrics.json").read_text())
+    print(f"\nfresh places: {len(images):,} images of {images['pano_id'].nunique():,} panoramas "
+          "the demo does not have")  # fmt: skip
+    for summary in ("per_image", "per_location"):
+        folds = metrics[summary]["per_fold"]
+        print(f"  each fold's regions, {summary.replace('_', ' ')}: coverage "
+              + ", ".join(f"{f['doubt']['coverage']:.3f}" for f in folds.values()))  # fmt: skip
+    result = run_predict(
+        Workspace(ws), [fresh / p for p in images["path"]],
+        PredictOptions(run=run, device="cpu", coverage=target),
+    )  # fmt: skip
+    cell_of = dict(zip(images["path"].map(lambda p: Path(p).name), images["cell_id"], strict=True))
+    inside = [
+        int(cell_of[Path(p.paths[0]).name]) in (p.doubt.cells or ()) for p in result.predictions
+    ]
+    area = np.mean([p.doubt.region_km2 for p in result.predictions])
+    verdict = "PASS" if np.mean(inside) >= target - 0.02 else "MISS"
+    print(
+        f"{verdict}  predict's union of the folds' regions: coverage {np.mean(inside):.3f} "
+        f"(target {target:g}), mean {area:,.0f} km² per image"
+    )
 
 
 def verdicts(folds_doubt: list[tuple[str, dict]], summary: str, target: float) -> None:
