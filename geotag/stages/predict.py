@@ -175,13 +175,16 @@ def run_predict(
         lat, lon, similar = _retrieve(indexes, folds, features, fold_top, predictor, points)
     else:
         lat, lon = points[predictor]
+    # Regions are drawn in the run's own cells (cells.parquet), or for a grid run from
+    # before that file, in the workspace's grid.
+    has_cells = run.cells().is_file() or grid is not None
     regions = (
         _regions(run, folds, grid, fold_probs, calibrations, fused, options.coverage)
-        if calibrations is not None and grid is not None
+        if calibrations is not None and has_cells
         else None
     )
-    if calibrations is not None and grid is None:
-        caveat = f"no grid in {workspace.root}: no prediction region"
+    if calibrations is not None and not has_cells:
+        caveat = f"no grid in {workspace.root} and no cells in run {run.name}: no region"
     elif calibrations is not None:
         caveat = _too_few(calibrations, fused, options.coverage)
     places = reverse_geocode.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)])
@@ -247,18 +250,25 @@ def _calibrations(
 
 
 def _regions(
-    run: Run, folds: list[int], grid: Grid, fold_probs: list[Any], calibrations: dict[int, Any],
-    fused: bool, coverage: float,
+    run: Run, folds: list[int], grid: Grid | None, fold_probs: list[Any],
+    calibrations: dict[int, Any], fused: bool, coverage: float,
 ) -> list[Any]:  # fmt: skip
     """Per prediction, the union of the folds' calibrated regions and the confidence."""
     from geotag.doubt.answer import FoldPart, photo_regions
     from geotag.doubt.regions import CellShapes
+    from geotag.errors import DataError
 
     parts = []
-    # A grid run's folds share their cells: their shapes are made once.
-    shared = None if run.own_fold_cells else CellShapes.from_cells(
-        grid.cells, run.classes.cell_ids, grid.projection
-    )  # fmt: skip
+    shared = None
+    if not run.own_fold_cells:  # a grid run's folds share their cells: made once
+        if run.cells().is_file():
+            partition = run.partition()
+            cells, projection = partition.cells, partition.projection
+        elif grid is not None:
+            cells, projection = grid.cells, grid.projection
+        else:
+            raise DataError(f"run {run.name} has no cells.parquet and there is no grid")
+        shared = CellShapes.from_cells(cells, run.classes.cell_ids, projection)
     for fold, probs in zip(folds, fold_probs, strict=True):
         classes = run.fold_classes(fold)
         if shared is None:
@@ -268,7 +278,8 @@ def _regions(
             shapes = shared
         parts.append(FoldPart(probs, calibrations[fold].split(fused), shapes, *classes.centres()))
     kind = run.config.confidence_score
-    assert kind is not None  # _calibrations returns none without it
+    if kind is None:  # _calibrations gives none for such a run: a caller's mistake
+        raise DataError(f"run {run.name} has no confidence score in its config.json")
     return photo_regions(parts, coverage, kind)
 
 
