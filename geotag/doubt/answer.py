@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 from geotag.doubt import conformal
 from geotag.doubt.calibration import CalibrationSplit
 from geotag.doubt.confidence import confidence_values
-from geotag.doubt.regions import CellShapes, area_km2, geojson, to_lonlat_many, union_in_plane
+from geotag.doubt.regions import CellShapes, area_km2, to_lonlat_many, union_in_plane
 from geotag.errors import InputError
 
 
@@ -47,9 +47,6 @@ class PhotoRegion:
     coverage: float  # the target the region was calibrated for
     confidence: float  # in [0, 1]: share of calibration photos less sure than this one
     cells: tuple[int, ...] | None  # the cell ids, when every fold shares its cells
-
-    def geojson(self) -> dict[str, Any]:
-        return geojson(self.lonlat)
 
     def contains(self, lat: float, lon: float) -> bool:
         return bool(shapely.intersects(self.lonlat, shapely.Point(lon, lat)))

@@ -68,6 +68,7 @@ def fold_doubt(
     ``kind`` the run's confidence score."""
     y = np.asarray(labels).astype(np.int64)
     calibrated = split.calibrate(probs)
+    top = calibrated.max(axis=1)
     cutoff = split.threshold(coverage)
     sets = conformal.prediction_sets(calibrated, cutoff)
     inside = conformal.covered(calibrated, y, cutoff)
@@ -89,7 +90,7 @@ def fold_doubt(
         "temperature": split.temperature,
         "ece_before": before.ece,
         "ece_after": after.ece,
-        "ece_floor": temperature.top_ece_floor(calibrated.max(axis=1)),
+        "ece_floor": temperature.top_ece_floor(top),
         "coverage": float(inside.mean()),
         "region_cells_mean": float(sets.sum(axis=1).mean()),
         "region_km2_mean": float(area.mean()),
@@ -119,7 +120,7 @@ def fold_doubt(
         confidence=split.confidence_of(kind, values),
         reliability_before=before,
         reliability_after=after,
-        top_after=calibrated.max(axis=1),
+        top_after=top,
         curve=curve,
         selective=selective,
     )

@@ -60,8 +60,8 @@ def plot_coverage_curve(
     curves: Mapping[str, Sequence[Mapping[str, np.ndarray]]], target: float, path: Path
 ) -> Path:
     """Coverage against mean region area for each kind ("image", "location"): one faint
-    line per fold and the folds' mean; the targets are marked on the dashed diagonal of
-    coverage = target, and ``target`` is circled."""
+    line per fold and the folds' mean; each target is a dash at its coverage beside the
+    point measured for it, and ``target``'s point is circled."""
     if not any(curves.values()):
         raise InputError("there is no coverage curve to plot")
     plt = _pyplot()

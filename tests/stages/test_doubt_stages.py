@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -242,44 +243,17 @@ def test_a_damaged_calibration_is_one_line_naming_the_field(trained_ws: Workspac
 def test_cli_predict_prints_the_region_and_refuses_a_bad_target(trained_ws: Workspace) -> None:
     photo = str(_photos(trained_ws, 1)[0])
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            "-w",
-            str(trained_ws.root),
-            "--run",
-            "tiny",
-            "--device",
-            "cpu",
-            photo,
-            "--min-confidence",
-            "1.0",
-        ],
-    )
+
+    def predict(*options: str) -> Any:
+        command = ["predict", "-w", str(trained_ws.root), "--run", "tiny", "--device", "cpu"]
+        return runner.invoke(app, [*command, photo, *options])
+
+    result = predict("--min-confidence", "1.0")
     assert result.exit_code == 0, result.output
     assert "90% region" in result.output and "km²" in result.output
-    as_json = runner.invoke(
-        app,
-        [
-            "predict",
-            "-w",
-            str(trained_ws.root),
-            "--run",
-            "tiny",
-            "--device",
-            "cpu",
-            photo,
-            "--json",
-            "--coverage",
-            "0.6",
-        ],
-    )
-    record = json.loads(as_json.stdout.strip().splitlines()[-1])
+    record = json.loads(predict("--json", "--coverage", "0.6").stdout.strip().splitlines()[-1])
     assert record["coverage"] == 0.6 and "region" in record
-    bad = runner.invoke(
-        app, ["predict", "-w", str(trained_ws.root), "--run", "tiny", photo, "--coverage", "1.5"]
-    )
+    bad = predict("--coverage", "1.5")
     assert bad.exit_code != 0 and "--coverage" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(
         app, ["eval", "-w", str(trained_ws.root), "--run", "tiny", "--coverage", "0"]
