@@ -175,14 +175,15 @@ def run_predict(
         lat, lon, similar = _retrieve(indexes, folds, features, fold_top, predictor, points)
     else:
         lat, lon = points[predictor]
-    # Regions are drawn in the run's own cells (cells.parquet), or for a grid run from
-    # before that file, in the workspace's grid.
+    # Regions are drawn in the run's cells: a grid run's are the workspace grid's (or its
+    # own copy, cells.parquet, when the grid has changed since), the others' their own.
     has_cells = run.cells().is_file() or grid is not None
-    regions = (
-        _regions(run, folds, grid, fold_probs, calibrations, fused, options.coverage)
-        if calibrations is not None and has_cells
-        else None
-    )
+    regions = None
+    if calibrations is not None and has_cells:
+        grid_id = workspace.stage_settings("grid").get("grid_id")
+        regions = _regions(
+            run, folds, grid, grid_id, fold_probs, calibrations, fused, options.coverage
+        )
     if calibrations is not None and not has_cells:
         caveat = f"no grid in {workspace.root} and no cells in run {run.name}: no region"
     elif calibrations is not None:
@@ -250,7 +251,7 @@ def _calibrations(
 
 
 def _regions(
-    run: Run, folds: list[int], grid: Grid | None, fold_probs: list[Any],
+    run: Run, folds: list[int], grid: Grid | None, grid_id: str | None, fold_probs: list[Any],
     calibrations: dict[int, Any], fused: bool, coverage: float,
 ) -> list[Any]:  # fmt: skip
     """Per prediction, the union of the folds' calibrated regions and the confidence."""
@@ -261,13 +262,16 @@ def _regions(
     parts = []
     shared = None
     if not run.own_fold_cells:  # a grid run's folds share their cells: made once
-        if run.cells().is_file():
+        # The workspace's grid, already loaded, when it is the one the run was trained on;
+        # else the run's own copy of its cells (reading it costs a grid run ~20 ms).
+        trained_on = run.config.grid_id
+        if grid is not None and trained_on in (None, grid_id):
+            cells, projection = grid.cells, grid.projection
+        elif run.cells().is_file():
             partition = run.partition()
             cells, projection = partition.cells, partition.projection
-        elif grid is not None:
-            cells, projection = grid.cells, grid.projection
         else:
-            raise DataError(f"run {run.name} has no cells.parquet and there is no grid")
+            raise DataError(f"run {run.name} has no cells.parquet and its grid is gone")
         shared = CellShapes.from_cells(cells, run.classes.cell_ids, projection)
     for fold, probs in zip(folds, fold_probs, strict=True):
         classes = run.fold_classes(fold)

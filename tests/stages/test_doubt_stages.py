@@ -10,6 +10,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -271,3 +272,21 @@ def test_a_target_beyond_the_calibration_set_says_so_and_answers_every_cell(
     assert result.caveat is not None and "needs at least 999 calibration photos" in result.caveat
     classes = set(open_run(trained_ws, "tiny").config.classes)
     assert all(set(p.doubt.cells) == classes for p in result.predictions)  # type: ignore[union-attr,arg-type]
+
+
+def test_regions_come_from_the_runs_own_cells_once_the_grid_has_changed(
+    trained_ws: Workspace,
+) -> None:
+    photos = _photos(trained_ws, 3)
+    options = PredictOptions(run="tiny", device="cpu", workers=0)
+    before = run_predict(trained_ws, photos, options).predictions
+    settings = trained_ws.settings_path.read_text()
+    grid_id = str(trained_ws.stage_settings("grid")["grid_id"])
+    trained_ws.settings_path.write_text(settings.replace(grid_id, "a-grid-made-since"))
+    # The new grid's cells are other cells: regions drawn in them would change.
+    cells = gpd.read_parquet(trained_ws.grid_parquet)
+    cells.assign(area_km2=cells["area_km2"] * 2).to_parquet(trained_ws.grid_parquet)
+    after = run_predict(trained_ws, photos, options).predictions
+    for old, new in zip(before, after, strict=True):
+        assert new.doubt.cells == old.doubt.cells  # type: ignore[union-attr]
+        assert new.doubt.region_km2 == pytest.approx(old.doubt.region_km2)  # type: ignore[union-attr]
