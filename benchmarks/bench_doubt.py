@@ -15,10 +15,14 @@ Targets: coverage at 0.9 within [0.87, 0.95] on every fold, per image and per lo
 after at most half of the ECE before, or under 0.03.
 
 What the data allow is printed beside them: the interval a fold's coverage falls in 95 times
-in 100 when conformal prediction works as promised (the finite-sample law Beta(k, n+1-k) of
-its n calibration photos, k = ceil((n+1) q), then the binomial noise of its scored photos),
+in 100 when conformal prediction works as promised (eval's ``coverage_low``/``high``: the
+finite-sample law Beta(k, n+1-k) of its n calibration photos, k = ceil((n+1) q), then the
+Beta-binomial noise of its scored photos, both sizes divided by the design effect of
+photos sharing a place), the chance that every fold lands in the target range if it does,
 and the ECE a perfectly calibrated model would show on as many photos (binned ECE is biased
-upwards on a finite sample). ``--val-fraction`` sets the inner split, which is the
+upwards on a finite sample). Then the oracle: each fold's ECE with the temperature chosen on
+its scored photos themselves (by NLL, and the lowest ECE of any on a grid), which no
+calibration may use but none can beat. ``--val-fraction`` sets the inner split, which is the
 calibration set (geotag's default 0.1).
 
     .venv/bin/python benchmarks/bench_doubt.py                      # ~15 min on 2 cores
@@ -28,8 +32,8 @@ calibration set (geotag's default 0.1).
     .venv/bin/python benchmarks/bench_doubt.py --fresh 20           # + 20 new points a cell
 
 ``--fresh N`` also scores places no fold ever saw: N new points a cell in the same world
-(panoramas the demo has are dropped), each fold's regions by ``eval --images`` (which
-replaces the run's ``eval/`` folder) and ``predict``'s union of the folds' regions.
+(panoramas the demo has are dropped), each fold's regions by ``eval --images`` (written to
+the run's ``eval-images-fresh/``) and ``predict``'s union of the folds' regions.
 
 Prints machine facts, the tables and one PASS/MISS line per target; always exits 0.
 """
@@ -62,18 +66,20 @@ def geotag(*args: str) -> None:
     print(f"  geotag {args[0]} ... {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def expected_interval(n_cal: int, n_test: int, target: float) -> tuple[float, float]:
-    """Where one fold's empirical coverage falls 95 times in 100 if conformal prediction
-    holds: coverage ~ Beta(k, n+1-k) for n calibration photos, then the binomial noise of
-    n_test scored ones (seeded Monte Carlo)."""
-    rank = math.ceil((n_cal + 1) * target)
-    if rank > n_cal:
-        return 1.0, 1.0
-    rng = np.random.default_rng(0)
-    coverage = rng.beta(rank, n_cal + 1 - rank, 100_000)
-    scored = rng.binomial(n_test, coverage) / n_test
-    low, high = np.percentile(scored, [2.5, 97.5])
-    return float(low), float(high)
+def chance_in_range(n_cal: float, n_test: float, target: float) -> float:
+    """The chance that one fold's coverage lands in :data:`COVERAGE_RANGE` when its
+    calibration is valid: the Beta-binomial law geotag's ``coverage_range`` uses, at the
+    fold's effective sizes."""
+    from scipy.stats import betabinom
+
+    from geotag.doubt.conformal import coverage_distribution
+
+    a, b = coverage_distribution(math.floor(n_cal), target)
+    m = max(1, math.floor(n_test))
+    if a == 0.0:
+        return float(COVERAGE_RANGE[0] <= 1.0 <= COVERAGE_RANGE[1])
+    low, high = math.ceil(COVERAGE_RANGE[0] * m - 1e-9), math.floor(COVERAGE_RANGE[1] * m + 1e-9)
+    return float(betabinom.cdf(high, m, a, b) - betabinom.cdf(low - 1, m, a, b))
 
 
 def table(metrics: dict, summary: str) -> list[tuple[str, dict]]:
@@ -148,8 +154,71 @@ def main() -> None:
                 f"{pooled['ece_before']:.3f} -> {pooled['ece_after']:.3f} (a perfectly calibrated "
                 f"model: {pooled['ece_floor']:.3f})"
             )
+        oracle_temperatures(ws, run)
         if args.fresh:
             fresh_photos(ws, Path(tmp) / "fresh", run, args.fresh, args.coverage)
+
+
+def oracle_temperatures(ws: Path, run_name: str) -> None:
+    """What temperature scaling could do at best here: each fold's held-out photos scaled
+    by the temperature chosen on those very photos (an oracle no calibration may use; by
+    their NLL, and the one with the lowest ECE on a grid), beside the fold's own."""
+    import torch
+
+    from geotag.dataset import GROUP, group_views
+    from geotag.doubt import calibration, temperature
+    from geotag.evaluate.held_out import held_out_sets, image_root
+    from geotag.evaluate.inference import infer
+    from geotag.evaluate.metrics import fuse_by_group
+    from geotag.train.runs import open_run
+    from geotag.workspace import Workspace
+
+    workspace = Workspace(ws)
+    run = open_run(workspace, run_name)
+    sets = held_out_sets(workspace, run, None)
+    root = image_root(workspace, None, next(iter(sets.values())))
+    grid = np.round(np.linspace(0.5, 2.5, 201), 3)
+    print("\noracle: ECE with the temperature chosen on the scored photos themselves")
+    pooled: dict[str, list[tuple[temperature.Reliability, ...]]] = {}
+    for fold, frame in sets.items():
+        fold_calibration = calibration.read(run.calibration(fold))
+        if fold_calibration is None:
+            print(f"  fold {fold}: not calibrated")
+            continue
+        views, frame = group_views(frame, run.views)
+        done = infer([run.build_model(fold)], root, views, run.preprocessing,
+                     device=torch.device("cpu"))  # fmt: skip
+        probs, frame = done.probs[done.ok], frame[done.ok].reset_index(drop=True)
+        labels = run.fold_classes(fold).index_of(frame["cell_id"]).astype(np.int64)
+        fused, _, first = fuse_by_group(probs, frame[GROUP].to_numpy())
+        for kind, p, y, split in (
+            ("per_image", probs, labels, fold_calibration.per_image),
+            ("per_location", fused, labels[first], fold_calibration.per_location),
+        ):
+            known = y >= 0
+
+            def ece(t: float, p: np.ndarray = p[known], y: np.ndarray = y[known]) -> float:
+                return temperature.reliability(temperature.scale(p, t), y).ece
+
+            by_nll = temperature.fit_temperature(p[known], y[known])
+            best = min(grid, key=ece)
+            print(
+                f"  fold {fold} {kind}: T=1 {ece(1.0):.3f}; its calibration's T "
+                f"{split.temperature:.2f} {ece(split.temperature):.3f}; oracle T by NLL "
+                f"{by_nll:.2f} {ece(by_nll):.3f}; lowest ECE of any T ({best:.2f}) {ece(best):.3f}"
+            )
+            pooled.setdefault(kind, []).append(
+                tuple(
+                    temperature.reliability(temperature.scale(p[known], t), y[known])
+                    for t in (1.0, split.temperature, by_nll)
+                )
+            )
+    for kind, rows in pooled.items():
+        eces = [temperature.Reliability.pooled(list(r)).ece for r in zip(*rows, strict=True)]
+        print(
+            f"  every fold together, {kind}: T=1 {eces[0]:.3f}; the folds' own {eces[1]:.3f}; "
+            f"each fold's oracle T by NLL {eces[2]:.3f}"
+        )
 
 
 def fresh_photos(ws: Path, fresh: Path, run: str, per_cell: int, target: float) -> None:
@@ -178,7 +247,8 @@ def fresh_photos(ws: Path, fresh: Path, run: str, per_cell: int, target: float) 
     images.to_parquet(table_path, index=False)
     geotag("eval", "-w", str(ws), "--run", run, "--images", str(table_path),
            "--coverage", f"{target:g}")  # fmt: skip
-    metrics = json.loads((ws / "runs" / run / "eval" / "metrics.json").read_text())
+    metrics_path = Workspace(ws).run_folder(run).metrics_path(images=table_path)
+    metrics = json.loads(metrics_path.read_text())
     print(f"\nfresh places: {len(images):,} images of {images['pano_id'].nunique():,} panoramas "
           "the demo does not have")  # fmt: skip
     for summary in ("per_image", "per_location"):
@@ -209,14 +279,20 @@ def verdicts(folds_doubt: list[tuple[str, dict]], summary: str, target: float) -
         f"{'PASS' if all(inside) else 'MISS'}  {summary}: coverage in [{low}, {high}] on "
         f"{sum(inside)} of {len(inside)} folds"
     )
+    chance = 1.0
     for name, d in folds_doubt:
-        a, b = expected_interval(int(d["calibration_n"]), int(d["n"]), target)
+        a, b, effect = d["coverage_low"], d["coverage_high"], d["design_effect"]
         lawful = "inside" if a <= d["coverage"] <= b else "OUTSIDE"
+        chance *= chance_in_range(d["calibration_n"] / effect, d["n"] / effect, target)
         print(
             f"      {name}: {d['coverage']:.3f}; with {d['calibration_n']:.0f} calibration and "
-            f"{d['n']:.0f} scored, conformal prediction gives [{a:.3f}, {b:.3f}] 95 times in "
-            f"100: {lawful}"
+            f"{d['n']:.0f} scored (design effect {effect:.2f}), a valid calibration gives "
+            f"[{a:.3f}, {b:.3f}] 95 times in 100: {lawful}"
         )
+    print(
+        f"      chance that every fold lands in [{low}, {high}] with a valid calibration of "
+        f"these sizes: {chance:.2f}"
+    )
     halved = [
         d["ece_after"] <= d["ece_before"] / 2 or d["ece_after"] < ECE_FLOOR for _, d in folds_doubt
     ]

@@ -7,6 +7,7 @@ read them instead of asking the user to repeat flags.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,12 +190,21 @@ class RunFolder:
         """What the fold's inner split calibrated (geotag.doubt.calibration)."""
         return self.fold_dir(fold) / "calibration.json"
 
-    def eval_dir(self, mask: Band | None = None) -> Path:
-        """``eval/``, or ``eval-<side>-<fraction>/`` for an evaluation with a band blanked."""
-        return self.folder / ("eval" if mask is None else f"eval-{mask.side}-{mask.fraction:g}")
+    def eval_dir(self, mask: Band | None = None, images: Path | None = None) -> Path:
+        """``eval/`` for the held-out folds; ``eval-images-<table's name>`` for a separate
+        test set, so that scoring one never replaces the other; ``-<side>-<fraction>``
+        added for an evaluation with a band blanked."""
+        name = "eval"
+        if images is not None:
+            # Only characters safe in a folder name on every system; the rest become "_".
+            stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(images).stem)[:60].strip("._") or "table"
+            name += f"-images-{stem}"
+        if mask is not None:
+            name += f"-{mask.side}-{mask.fraction:g}"
+        return self.folder / name
 
-    def metrics_path(self, mask: Band | None = None) -> Path:
-        return self.eval_dir(mask) / "metrics.json"
+    def metrics_path(self, mask: Band | None = None, images: Path | None = None) -> Path:
+        return self.eval_dir(mask, images) / "metrics.json"
 
     @property
     def explain_dir(self) -> Path:

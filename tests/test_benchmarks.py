@@ -103,4 +103,6 @@ def test_bench_doubt_quick_prints_coverage_and_calibration() -> None:
     stdout = quick_run("bench_doubt.py", timeout=1_200)
     for line in ("per image: target 0.9", "per location: target 0.9", "ECE floor"):
         assert line in stdout
-    assert "conformal prediction gives" in stdout and "every fold's" in stdout
+    assert "a valid calibration gives" in stdout and "every fold's" in stdout
+    assert "chance that every fold lands in" in stdout
+    assert "oracle T by NLL" in stdout and "lowest ECE of any T" in stdout

@@ -60,5 +60,11 @@ def test_a_run_folder_names_every_path_of_a_run(tmp_path: Path) -> None:
     assert run.history(1) == root / "fold-1" / "history.csv"
     assert run.metrics_path() == root / "eval" / "metrics.json"
     assert run.eval_dir(Band("bottom", 0.1)) == root / "eval-bottom-0.1"
+    table = Path("/data/new places (v2).parquet")
+    assert run.eval_dir(images=table) == root / "eval-images-new_places__v2"
+    assert run.metrics_path(Band("top", 0.2), table).parent.name == (
+        "eval-images-new_places__v2-top-0.2"
+    )
+    assert run.eval_dir(images=Path("/x/...parquet")).name == "eval-images-table"
     assert run.audit_path == root / "explain" / "audit.json"
     assert not tmp_path.joinpath("runs").exists()

@@ -34,7 +34,11 @@ def eval_(
     run: RunOption = None,
     images: Annotated[
         Path | None,
-        typer.Option("--images", help="A separate test set (an images.parquet table)."),
+        typer.Option(
+            "--images",
+            help="A separate test set (an images.parquet table), scored by every fold; "
+            "written to eval-images-NAME/, leaving eval/ as it was.",
+        ),
     ] = None,
     mask_bottom: Annotated[
         float | None,
@@ -57,7 +61,8 @@ def eval_(
     """Score a trained run: accuracy, km errors, GeoScore, confusion matrix and maps.
 
     Each fold is scored on its own held-out images, per image and per location (the
-    headings of one place fused). Writes runs/NAME/eval/ (eval-BAND/ with a mask). A
+    headings of one place fused). Writes runs/NAME/eval/ (eval-BAND/ with a mask,
+    eval-images-TABLE/ for a separate test set). A
     calibrated run is also scored on its doubt: calibration error before and after
     temperature scaling, the coverage and area of its prediction regions, and selective
     prediction (reliability.png, coverage_curve.png, selective_curve.png).
@@ -221,6 +226,7 @@ def _print_doubt(metrics: EvalMetrics) -> None:
     for label, value, form in rows:
         table.add_row(label, *show(value, form))
     console.print(table)
+    _print_coverage_ranges(metrics)
     pooled = metrics.pooled_calibration or {}
     for name, figures in pooled.items() if not single else ():
         console.print(
@@ -235,6 +241,33 @@ def _print_doubt(metrics: EvalMetrics) -> None:
         f"{metrics.confidence_score}, chosen there.",
         highlight=False,
     )
+
+
+def _print_coverage_ranges(metrics: EvalMetrics) -> None:
+    """Each fold's coverage beside the range a valid calibration of its size lands in 95
+    times in 100; a fold outside it is warned about (its inner split did not resemble its
+    held-out photos), one below the target but inside it is the calibration draw's luck."""
+    for name, summary in (("per image", metrics.per_image), ("per location", metrics.per_location)):
+        figures, outside = [], []
+        for fold, scores in summary.per_fold.items():
+            doubt = scores.doubt
+            if doubt is None or doubt.coverage_low is None or doubt.coverage_high is None:
+                return  # a metrics.json from before the ranges
+            span = f"{doubt.coverage_low:.0%}-{doubt.coverage_high:.0%}"
+            figures.append(f"fold {fold} {doubt.coverage:.1%} ({span})")
+            if not doubt.coverage_low <= doubt.coverage <= doubt.coverage_high:
+                outside.append(
+                    f"fold {fold}'s coverage {name}, {doubt.coverage:.1%}, is outside {span}, "
+                    "where a valid calibration of its size lands 95 times in 100: its inner "
+                    "split did not resemble its held-out photos"
+                )
+        console.print(
+            f"Coverage {name}: {', '.join(figures)}; in brackets, where it lands 95 times in "
+            "100 if the calibration holds, for the photos calibrated on and scored.",
+            highlight=False,
+        )
+        if outside:
+            warn(*outside)
 
 
 PREDICTOR_NOTES = {

@@ -109,3 +109,60 @@ def coverage_distribution(n: int, coverage: float) -> tuple[float, float]:
     if n < 1 or rank > n:
         return 0.0, 0.0
     return float(rank), float(n + 1 - rank)
+
+
+def coverage_range(
+    n_calibration: float, n_scored: float, coverage: float, level: float = 0.95
+) -> tuple[float, float]:
+    """Where one fold's empirical coverage falls ``level`` of the time if its calibration is
+    valid: the split's coverage follows :func:`coverage_distribution`, and the share of
+    ``n_scored`` exchangeable photos inside its regions is then Beta-binomial (Angelopoulos
+    and Bates 2021, section 3.2). Sizes may be effective ones (:func:`design_effect`); they
+    are rounded down. A split too small for the target gives every cell: (1, 1).
+
+    A coverage outside this range is evidence that the calibration photos did not resemble
+    the scored ones; inside it, a coverage below the target is the calibration draw's luck.
+    """
+    from scipy.stats import betabinom
+
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level must lie strictly between 0 and 1; got {level:g}")
+    a, b = coverage_distribution(max(0, math.floor(n_calibration)), coverage)
+    scored = max(1, math.floor(n_scored))
+    if a == 0.0:
+        return 1.0, 1.0
+    tail = (1.0 - level) / 2.0
+    low, high = betabinom.ppf([tail, 1.0 - tail], scored, a, b)
+    return float(low) / scored, float(high) / scored
+
+
+def design_effect(outcomes: np.ndarray, groups: np.ndarray) -> float:
+    """How many times the variance of a coverage measured on clustered photos (the headings
+    of one place succeed or fail together) exceeds that of as many independent ones: Kish's
+    1 + (m - 1) rho, with m the mean photos a place and rho their intra-class correlation
+    (one-way ANOVA estimator, clipped to [0, 1]). 1.0 when every place has one photo or
+    every photo the same outcome. Divide sizes by it for :func:`coverage_range`.
+
+    Written here because the ANOVA estimator for unequal groups is a few lines of numpy and
+    no dependency of geotag's provides it for binary outcomes.
+    """
+    import pandas as pd
+
+    values = np.asarray(outcomes, dtype=float)
+    names = np.asarray(groups)
+    if values.shape != names.shape or values.ndim != 1:
+        raise ValueError(f"outcomes and groups must match, got {values.shape}, {names.shape}")
+    per_group = pd.Series(values).groupby(names)
+    sizes, means = per_group.size().to_numpy(dtype=float), per_group.mean().to_numpy()
+    n, k = float(len(values)), float(len(sizes))
+    if k < 2 or n <= k:
+        return 1.0
+    grand = values.mean()
+    within = float(((values - per_group.transform("mean").to_numpy()) ** 2).sum()) / (n - k)
+    between = float((sizes * (means - grand) ** 2).sum()) / (k - 1)
+    # The "average" group size of the unbalanced one-way ANOVA (Searle et al. 1992, 3.6).
+    m0 = (n - float((sizes**2).sum()) / n) / (k - 1)
+    if between + (m0 - 1.0) * within <= 0.0:
+        return 1.0
+    rho = min(1.0, max(0.0, (between - within) / (between + (m0 - 1.0) * within)))
+    return 1.0 + (n / k - 1.0) * rho

@@ -61,11 +61,13 @@ def fold_doubt(
     kind: str,
     point_lat: np.ndarray,
     point_lon: np.ndarray,
+    places: np.ndarray | None = None,
 ) -> FoldDoubt:
     """Measure a fold's calibration on photos it never saw. ``probs`` as the model gives
     them, ``labels`` their classes (-1: a cell that is no class, never covered),
     ``errors_km`` the headline point's, ``cell_of_photo`` the cell coverage is reported by,
-    ``kind`` the run's confidence score."""
+    ``kind`` the run's confidence score, ``places`` each photo's place when several photos
+    show one (their outcomes are not independent; see :func:`coverage_range`)."""
     y = np.asarray(labels).astype(np.int64)
     calibrated = split.calibrate(probs)
     top = calibrated.max(axis=1)
@@ -84,6 +86,8 @@ def fold_doubt(
     before = temperature.reliability(probs, y)
     after = temperature.reliability(calibrated, y)
     worst, scored_cells = _worst_cells(inside, cell_of_photo)
+    clustered = 1.0 if places is None else conformal.design_effect(inside, places)
+    low, high = conformal.coverage_range(split.n / clustered, len(y) / clustered, coverage)
     metrics = {
         "target": coverage,
         "calibration_n": split.n,
@@ -92,6 +96,9 @@ def fold_doubt(
         "ece_after": after.ece,
         "ece_floor": temperature.top_ece_floor(top),
         "coverage": float(inside.mean()),
+        "coverage_low": low,
+        "coverage_high": high,
+        "design_effect": clustered,
         "region_cells_mean": float(sets.sum(axis=1).mean()),
         "region_km2_mean": float(area.mean()),
         "region_km2_median": float(np.median(area)),

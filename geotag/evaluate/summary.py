@@ -78,6 +78,13 @@ class DoubtScores:
     cells_scored: int | float
     curve: dict[str, CoverageAt]  # target -> coverage and area there
     selective: dict[str, Answered]  # percent answered ("50", "80", "100") -> figures
+    #: Where ``coverage`` falls 95 times in 100 if the calibration is valid, given how many
+    #: photos it was calibrated and scored on (geotag.doubt.conformal.coverage_range);
+    #: None in a metrics.json written before it was reported.
+    coverage_low: float | None = field(default=None, kw_only=True)
+    coverage_high: float | None = field(default=None, kw_only=True)
+    #: How much the photos' shared places inflate that range's width (1: independent).
+    design_effect: float | None = field(default=None, kw_only=True)
 
 
 @contracts.contract

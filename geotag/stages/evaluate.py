@@ -158,7 +158,7 @@ def run_eval(
             )  # fmt: skip
             measured = (
                 measure(probs, true_class, fold_calibration.per_image, scored.errors_km[best],
-                        grid_cell),
+                        grid_cell, places=frame[GROUP].to_numpy()),
                 measure(fused, true_class[first], fold_calibration.per_location,
                         located.errors_km[best], grid_cell[first]),
             )  # fmt: skip
@@ -213,7 +213,7 @@ def run_eval(
     }
 
     metrics = contracts.parse(EvalMetrics, numbers, "metrics")
-    out = run.eval_dir(options.mask)
+    out = run.eval_dir(options.mask, options.images)
     out.mkdir(parents=True, exist_ok=True)
     predictions = pd.concat(rows, ignore_index=True)
     if run.own_fold_cells:
@@ -227,8 +227,9 @@ def run_eval(
         classes = run.classes
         shown = (np.concatenate(all_true), np.concatenate(all_pred), classes.cell_ids, "")
     files = _write_outputs(
-        workspace, run.metrics_path(options.mask), metrics, predictions, *shown, grid
-    )
+        workspace, run.metrics_path(options.mask, options.images), metrics, predictions,
+        *shown, grid,
+    )  # fmt: skip
     if pictures["image"]:
         files += _write_doubt(out, predictions, pictures, options.coverage)
     return EvalResult(run.name, out, metrics, files, time.perf_counter() - started)

@@ -80,3 +80,64 @@ def test_a_photo_whose_cell_is_no_class_is_never_covered() -> None:
 def test_a_target_outside_0_1_is_one_line(bad: object) -> None:
     with pytest.raises(InputError, match="coverage"):
         conformal.check_coverage(bad, "--coverage")  # type: ignore[arg-type]
+
+
+def _places(
+    rng: np.random.Generator, n: int, shared: float = 0.9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two photos of each of ``n`` places whose logits share ``shared`` of their variance,
+    as a panorama's headings do: their coverage succeeds or fails together."""
+    labels = rng.integers(0, K, n)
+    base = rng.normal(0.0, 1.0, (n, K))
+    base[np.arange(n), labels] += 1.5
+    own = rng.normal(0.0, 1.0, (2 * n, K))
+    z = 3.0 * (np.repeat(base, 2, axis=0) * math.sqrt(shared) + own * math.sqrt(1 - shared))
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True), np.repeat(labels, 2), np.repeat(np.arange(n), 2)
+
+
+def test_coverage_range_holds_about_95_in_100_valid_folds_of_clustered_photos() -> None:
+    """400 valid calibrations of 60 places (120 photos), each scored on 200 new places: the
+    range from the photos' design effect holds the empirical coverage about 95 times in
+    100; counting the photos as independent (design effect 1) holds it far less often."""
+    rng = np.random.default_rng(3)
+    with_effect, as_independent, effects = [], [], []
+    for _ in range(400):
+        p_cal, y_cal, _ = _places(rng, 60)
+        p_test, y_test, places = _places(rng, 200)
+        cutoff = conformal.threshold(conformal.scores(p_cal, y_cal), 0.9)
+        inside = conformal.covered(p_test, y_test, cutoff)
+        effect = conformal.design_effect(inside, places)
+        effects.append(effect)
+        for ranges, d in ((with_effect, effect), (as_independent, 1.0)):
+            low, high = conformal.coverage_range(len(y_cal) / d, len(y_test) / d, 0.9)
+            ranges.append(low <= inside.mean() <= high)
+    assert 1.3 < np.mean(effects) < 1.9
+    assert 0.91 <= np.mean(with_effect) <= 0.99
+    assert np.mean(as_independent) <= np.mean(with_effect) - 0.05
+
+
+def test_coverage_range_narrows_with_more_photos_and_centres_on_the_law() -> None:
+    small = conformal.coverage_range(77, 381, 0.9)
+    large = conformal.coverage_range(770, 3810, 0.9)
+    assert small[0] < large[0] <= 0.9 <= large[1] < small[1]
+    assert (small[0] + small[1]) / 2 == pytest.approx(71 / 78, abs=0.02)  # k / (n + 1)
+    assert conformal.coverage_range(5, 100, 0.9) == (1.0, 1.0)  # every cell: always covered
+    with pytest.raises(InputError, match="level"):
+        conformal.coverage_range(77, 381, 0.9, level=1.0)
+
+
+def test_design_effect_is_the_photos_a_place_when_they_agree_and_one_when_independent() -> None:
+    rng = np.random.default_rng(0)
+    places = np.repeat(np.arange(500), 3)
+    agreeing = np.repeat(rng.random(500) < 0.9, 3)
+    assert conformal.design_effect(agreeing, places) == pytest.approx(3.0)
+    assert conformal.design_effect(rng.random(1500) < 0.9, places) == pytest.approx(1.0, abs=0.1)
+    assert conformal.design_effect(np.ones(1500, bool), places) == 1.0  # no variance at all
+    assert conformal.design_effect(agreeing[::3], np.arange(500)) == 1.0  # one photo a place
+    # Unequal places: a pair and a single photo of each outcome.
+    uneven = conformal.design_effect(
+        np.array([1, 1, 0, 0, 1, 0] * 50, bool), np.repeat(np.arange(200), [2, 2, 1, 1] * 50)
+    )
+    assert 1.4 < uneven <= 1.5  # rho 1, a place holds 1.5 photos on average

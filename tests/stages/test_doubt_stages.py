@@ -103,6 +103,13 @@ def test_eval_measures_coverage_area_and_calibration_that_can_be_recomputed(
         assert doubt.coverage == pytest.approx(rows["covered"].mean())
         assert doubt.region_km2_mean == pytest.approx(rows["region_km2"].mean())
         assert doubt.target == 0.9 and doubt.curve["0.9"].coverage == pytest.approx(doubt.coverage)
+        # The range a valid calibration lands in, from the rows: photos of one place count
+        # as fewer independent ones.
+        effect = conformal.design_effect(rows["covered"].to_numpy(), rows["group"].to_numpy())
+        assert doubt.design_effect == pytest.approx(effect)
+        assert (doubt.coverage_low, doubt.coverage_high) == pytest.approx(
+            conformal.coverage_range(doubt.calibration_n / effect, len(rows) / effect, 0.9)
+        )
         # Every region holds its photo's most probable cell.
         assert all(
             p[0] in cells for p, cells in zip(rows["pred_cells"], rows["region_cells"], strict=True)
@@ -290,3 +297,29 @@ def test_regions_come_from_the_runs_own_cells_once_the_grid_has_changed(
     for old, new in zip(before, after, strict=True):
         assert new.doubt.cells == old.doubt.cells  # type: ignore[union-attr]
         assert new.doubt.region_km2 == pytest.approx(old.doubt.region_km2)  # type: ignore[union-attr]
+
+
+def test_eval_prints_each_folds_coverage_range_and_warns_of_one_outside_it(
+    trained_ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from geotag.cli.evaluate import _print_coverage_ranges
+
+    metrics = run_eval(trained_ws, EVAL).metrics
+    capsys.readouterr()
+    _print_coverage_ranges(metrics)
+    shown = capsys.readouterr()
+    out = " ".join(shown.out.split())  # rich wraps lines at the terminal's width
+    first = metrics.per_location.per_fold["0"].doubt
+    assert first is not None and first.coverage_low is not None
+    assert "Coverage per image: fold 0" in out and "Coverage per location" in out
+    assert f"({first.coverage_low:.0%}-{first.coverage_high:.0%})" in out
+    assert "Warning" not in shown.err
+    # A fold whose coverage fell below what its calibration allows is warned about.
+    low = replace(first, coverage=first.coverage_low - 0.05)
+    folds = {**metrics.per_location.per_fold}
+    folds["0"] = replace(folds["0"], doubt=low)
+    _print_coverage_ranges(
+        replace(metrics, per_location=replace(metrics.per_location, per_fold=folds))
+    )
+    warned = " ".join(capsys.readouterr().err.split())
+    assert "fold 0's coverage per location" in warned and "did not resemble" in warned

@@ -91,19 +91,27 @@ def test_masked_eval_goes_to_its_own_folder(trained_ws: Workspace) -> None:
     assert json.loads((result.folder / "metrics.json").read_text())["mask"] == "bottom:0.5"
 
 
-def test_eval_on_a_separate_test_set(trained_ws: Workspace, tmp_path: Path) -> None:
+def test_eval_on_a_separate_test_set_leaves_the_held_out_evaluation_alone(
+    trained_ws: Workspace, tmp_path: Path
+) -> None:
+    held_out = run_eval(trained_ws, EvalOptions(workers=0, device="cpu"))
+    saved = {p.name: p.read_bytes() for p in held_out.folder.iterdir()}
     images = pd.read_parquet(trained_ws.images_parquet).head(20)
     test = tmp_path / "test"
     for rel in images["path"]:
         (test / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(trained_ws.root / rel, test / rel)
-    images.to_parquet(test / "images.parquet")
+    images.to_parquet(test / "fresh places.parquet")
     shutil.rmtree(trained_ws.images_dir)  # the paths must resolve against the test set
     result = run_eval(
-        trained_ws, EvalOptions(images=test / "images.parquet", workers=0, device="cpu")
+        trained_ws, EvalOptions(images=test / "fresh places.parquet", workers=0, device="cpu")
     )
     assert result.metrics.images == 20 * 3  # every fold scores the whole test set
-    assert result.metrics.test_set.endswith("images.parquet")
+    assert result.metrics.test_set.endswith("fresh places.parquet")
+    assert result.folder == held_out.folder.parent / "eval-images-fresh_places"
+    assert (result.folder / "metrics.json").is_file()
+    # The held-out folds' evaluation is still there, byte for byte.
+    assert {p.name: p.read_bytes() for p in held_out.folder.iterdir()} == saved
 
 
 def test_bad_eval_input_is_one_line(trained_ws: Workspace, tmp_path: Path) -> None:
