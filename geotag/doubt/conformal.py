@@ -117,22 +117,26 @@ def coverage_range(
     """Where one fold's empirical coverage falls ``level`` of the time if its calibration is
     valid: the split's coverage follows :func:`coverage_distribution`, and the share of
     ``n_scored`` exchangeable photos inside its regions is then Beta-binomial (Angelopoulos
-    and Bates 2021, section 3.2). Sizes may be effective ones (:func:`design_effect`); they
-    are rounded down. A split too small for the target gives every cell: (1, 1).
+    and Bates 2021, section 3.2); ``n_scored`` infinite gives the split's own coverage of
+    all new photos. Sizes may be effective ones (:func:`design_effect`); they are rounded
+    down. A split too small for the target gives every cell: (1, 1).
 
     A coverage outside this range is evidence that the calibration photos did not resemble
     the scored ones; inside it, a coverage below the target is the calibration draw's luck.
     """
-    from scipy.stats import betabinom
+    from scipy.stats import beta, betabinom
 
     if not 0.0 < level < 1.0:
         raise InputError(f"level must lie strictly between 0 and 1; got {level:g}")
     a, b = coverage_distribution(max(0, math.floor(n_calibration)), coverage)
-    scored = max(1, math.floor(n_scored))
     if a == 0.0:
         return 1.0, 1.0
-    tail = (1.0 - level) / 2.0
-    low, high = betabinom.ppf([tail, 1.0 - tail], scored, a, b)
+    tails = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    if math.isinf(n_scored):
+        low, high = beta.ppf(tails, a, b)
+        return float(low), float(high)
+    scored = max(1, math.floor(n_scored))
+    low, high = betabinom.ppf(tails, scored, a, b)
     return float(low) / scored, float(high) / scored
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,8 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
+from geotag.doubt import calibration
+from geotag.doubt.conformal import coverage_range
 from geotag.errors import DataError, GeotagError, InputError
-from geotag.stages.train import TrainOptions, run_train
+from geotag.stages.train import SPREAD_WIDTH, TrainOptions, _calibration_spread, run_train
 from geotag.train.checkpoint import LAST, load_last
 from geotag.train.runs import open_run
 from geotag.workspace import Workspace
@@ -164,6 +167,15 @@ def test_haversine_smoothing_and_multi_view_train(train_ws: Workspace) -> None:
                                 epochs=1), on_notice=notices.append)  # fmt: skip
     assert any("--tau-km 400 is large against cells of 500 km" in n for n in notices)
     assert open_run(train_ws, "hot").config.tau_km == 400.0
+    # Its folds calibrated on a handful of places: training says what that costs.
+    hot = open_run(train_ws, "hot")
+    fewest = min(calibration.read(hot.calibration(f)).per_location.n for f in hot.trained_folds())
+    assert any(f"as few as {fewest:,} place(s) a fold" in n for n in notices)
+    assert _calibration_spread(hot, [0]) is not None
+    # The demo's 77 places a fold get the notice; 500 are tight enough (~0.875-0.925).
+    for places, noticed in ((77, True), (500, False)):
+        low, high = coverage_range(places, math.inf, 0.9)
+        assert (high - low > SPREAD_WIDTH) is noticed
     assert smooth.samples == len(pd.read_parquet(train_ws.images_parquet))
     multi = run_train(train_ws, replace(TINY, name="multi", views=2, fusion="concat"))
     assert multi.samples == pd.read_parquet(train_ws.images_parquet)["pano_id"].nunique()
