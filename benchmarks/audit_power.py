@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.explain.report import AuditReport, Stratum
 from geotag.explain.verdict import EFFECT
@@ -142,8 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         args.only_reader = True
     fractions = [float(f) for f in args.fractions.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})  "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(f"{machine_line()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"India, {args.cell_km:g} km cells, {args.per_cell} points per cell, two headings, "
           f"{args.image_size} px; resnet10t from scratch, {args.epochs} epochs; audit of "
           f"bottom:0.1, --limit {args.limit}")  # fmt: skip

@@ -43,8 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.demo import FAST, FULL, IMAGE_SIZE, MASK_BOTTOM, MODEL
 
@@ -125,10 +124,7 @@ def main() -> None:
     run = RUN if args.val_fraction == 0.1 else f"{RUN}-val{args.val_fraction:g}"
     size = FAST if args.quick else FULL
     folds = 2 if args.quick else args.folds
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; {folds} folds, {size.epochs} epochs"
-    )
+    print(f"{machine_line()}; {folds} folds, {size.epochs} epochs")
     with tempfile.TemporaryDirectory() as tmp:
         ws = args.workspace or Path(tmp) / "demo"
         if not (ws / "images.parquet").is_file():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from machine import machine_line  # benchmarks/machine.py
 from untrained_run import write_untrained_run
 
 from geotag.explain.cam import compute_cams
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.model, args.images, args.repeats = "resnet10t", 100, 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
-    print(f"python: {platform.python_version()}  torch: {torch.__version__}  device: cpu")
+    print(machine_line())
+    print(f"torch: {torch.__version__}  device: cpu")
 
     torch.manual_seed(0)
     model = create_classifier(args.model, 24, pretrained=False).eval()

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
+from machine import machine_line  # benchmarks/machine.py
 from shapely.geometry.base import BaseGeometry
 
 from geotag.geo.grid import DEFAULT_MIN_REGION_FRACTION, Grid, make_grid, projected_region
@@ -305,8 +304,7 @@ def machine_facts() -> list[str]:
     import pyproj
 
     return [
-        f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})",
-        f"python: {platform.python_version()} ({platform.python_implementation()})",
+        machine_line(),
         f"shapely: {shapely.__version__}  GEOS: {shapely.geos_version_string}",
         f"pyproj: {pyproj.__version__}  PROJ: {pyproj.proj_version_str}",
         f"geopandas: {package_version('geopandas')}  numpy: {np.__version__}",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line  # benchmarks/machine.py
 from untrained_run import write_untrained_run
 
 from geotag.sim import World
@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.model, args.image_size, args.images, args.repeats = "resnet10t", 96, 64, 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
-    print(f"python: {platform.python_version()}  torch: {torch.__version__}  device: cpu")
+    print(machine_line())
+    print(f"torch: {torch.__version__}  device: cpu")
     if args.workspace is not None:
         ws = Workspace(args.workspace)
         photos = sorted((args.workspace / "images").rglob("*.jpg"))[: args.images]

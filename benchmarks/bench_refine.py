@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.demo import FAST, FULL, IMAGE_SIZE, MASK_BOTTOM, MODEL
 
@@ -135,8 +134,7 @@ def main() -> None:
     folds = 2 if args.quick else args.folds
     kinds = args.cells or list(CELLS)
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; {folds} folds, {epochs} epochs; cells "
+        f"{machine_line()}; {folds} folds, {epochs} epochs; cells "
         f"{', '.join(kinds)} (adaptive/admin: {args.min_images_per_cell}..."
         f"{args.max_images_per_cell} training images per cell)"
     )

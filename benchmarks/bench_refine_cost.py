@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.retrieval.index import LocationIndex
 from geotag.retrieval.refine import RefineSettings, locate
@@ -55,18 +54,6 @@ SEED = 0
 def machine_facts() -> list[str]:
     from threadpoolctl import threadpool_info
 
-    model = "unknown cpu"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = "?"
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        memory = f"{kb / 2**20:.0f} GiB"
     blas = ", ".join(
         f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
         f"{i.get('num_threads')} threads)"
@@ -74,10 +61,8 @@ def machine_facts() -> list[str]:
         if i.get("user_api") == "blas"
     )
     return [
-        f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()}, {model})  "
-        f"load average: {load_average()}",
-        f"memory: {memory}",
-        f"python: {platform.python_version()}  numpy: {np.__version__}  blas: {blas}",
+        f"{machine_line()}; load average: {load_average()}",
+        f"numpy: {np.__version__}  blas: {blas}",
     ]
 
 

@@ -42,8 +42,6 @@ import argparse
 import bisect
 import json
 import math
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -58,6 +56,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.scrape.providers.base import ImageOptions
 from geotag.stages.grid import run_grid
@@ -559,8 +558,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
-    print(f"python: {platform.python_version()}  httpx: {httpx.__version__}")
+    print(machine_line())
+    print(f"httpx: {httpx.__version__}")
     print(
         f"simulator in a child process on loopback, answers held {args.latency_ms:g} ms "
         f"(emulated network latency); images {args.size}x{args.size}, "

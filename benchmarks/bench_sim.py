@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -48,6 +46,7 @@ from urllib.parse import urlencode
 
 import httpx
 import numpy as np
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.sim.world import Panorama, World
 
@@ -330,8 +329,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
-    print(f"python: {platform.python_version()}  httpx: {httpx.__version__}")
+    print(machine_line())
+    print(f"httpx: {httpx.__version__}")
     world = World(seed=SEED)
     panoramas = find_panoramas(world, PANORAMAS)
     main_times = render_times_ms(world, panoramas, args.renders)

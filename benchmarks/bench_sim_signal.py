@@ -63,15 +63,13 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import shapely
+from machine import machine_line  # benchmarks/machine.py
 from PIL import Image
 
 from geotag.demo import COUNTRY, FULL, IMAGE_SIZE, MASK_BOTTOM, PHOTOSPHERES
@@ -447,17 +445,7 @@ def sampling(places: Places, n_folds: int, seed: int) -> Sampling:
 
 # -- output --------------------------------------------------------------------------------
 def machine_facts() -> str:
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"machine: {model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"numpy {np.__version__}"
-    )
+    return f"{machine_line()}, numpy {np.__version__}"
 
 
 def fmt(value: float | None, spec: str) -> str:

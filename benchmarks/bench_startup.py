@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -34,6 +33,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from machine import machine_line  # benchmarks/machine.py
 
 BUDGET_CPU_S = 0.35
 
@@ -95,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import typer  # only for its version, after nothing else was timed in this process
 
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
-    print(f"python: {platform.python_version()}  typer: {typer.__version__}")
+    print(machine_line())
+    print(f"typer: {typer.__version__}")
     print(f"geotag: {launcher}")
     print(f"{runs} interleaved runs per case after one untimed warm-up; CPU = user + sys")
 

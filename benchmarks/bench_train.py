@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from machine import machine_line  # benchmarks/machine.py
 
 from geotag.scrape.providers.base import ImageOptions
 from geotag.stages.grid import run_grid
@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     device = resolve_device(args.device)
-    print(f"cpus: {os.cpu_count()}  ({platform.machine()}, {platform.system()})")
-    print(f"python: {platform.python_version()}  torch: {torch.__version__}  device: {device}")
+    print(machine_line())
+    print(f"torch: {torch.__version__}  device: {device}")
     if device.type == "cuda":
         print(f"gpu: {torch.cuda.get_device_name(device)}  amp: {amp_dtype(device)}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import socket
 import sqlite3
@@ -46,6 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the hostile server lives in the test suite
+
+from machine import machine_line  # noqa: E402 (benchmarks/machine.py)
 
 from geotag.stages.grid import run_grid  # noqa: E402
 from geotag.stages.sample import run_sample  # noqa: E402
@@ -180,8 +181,7 @@ def main() -> None:
     parser.add_argument("--compare-with", help="a commit to run the same cases on first")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")  # fmt: skip
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         source = template(folder, 3 if args.quick else args.points)

@@ -1,5 +1,8 @@
 """A run with fresh (untrained) weights, written as ``geotag train`` would: what the
-predict and explain benchmarks time, without minutes of training first."""
+predict and explain benchmarks time, without minutes of training first.
+
+Its ``folds.csv`` puts every image of the workspace in fold 1, so that fold 0 (the one
+"trained") counts them all as its training images, as the audit's baselines need."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from collections.abc import Sequence
 import torch
 
 from geotag import __version__
+from geotag.dataset import read_images
 from geotag.train.checkpoint import save_best
 from geotag.train.data import preprocessing_for
+from geotag.train.folds import write_folds
 from geotag.train.model import create_classifier
 from geotag.train.runs import RunConfig, write_config
 from geotag.workspace import Workspace
@@ -24,7 +29,8 @@ def write_untrained_run(
     centre_lon: Sequence[float],
     name: str = "bench",
 ) -> torch.nn.Module:
-    """Seeded weights for one fold, a config.json, and the model itself (in eval mode)."""
+    """Seeded weights for one fold, a config.json, a folds.csv and the model itself (in
+    eval mode)."""
     torch.manual_seed(0)
     model = create_classifier(model_name, len(cell_ids), pretrained=False).eval()
     run = ws.run_folder(name)
@@ -43,4 +49,6 @@ def write_untrained_run(
             geotag_version=__version__,
         ),
     )
+    images = read_images(ws)
+    write_folds(run.folds_path, images["path"], images["pano_id"], [1] * len(images))
     return model

@@ -397,7 +397,23 @@ def to_lonlat(polygons: np.ndarray, projection: EqualAreaProjection) -> np.ndarr
     x_min, _, x_max, _ = shapely.bounds(lonlat).T
     for i in np.flatnonzero(x_max - x_min > 180):
         lonlat[i] = split_at_antimeridian(lonlat[i])
-    return lonlat
+    return repaired(lonlat)
+
+
+def repaired(polygons: np.ndarray) -> np.ndarray:
+    """``polygons`` with any invalid one made valid, its polygonal parts kept.
+
+    A cell valid in the equal-area plane can cross itself in lon/lat: where two of its
+    vertices lie within a rounding error of an edge (snapped admin boundaries), the curved
+    projection's inverse moves them by ~1e-9 degrees, enough to cross. The repair moves
+    nothing by more than that.
+    """
+    polygons = np.asarray(polygons, dtype=object)
+    for i in np.flatnonzero(~shapely.is_valid(polygons)):
+        parts = shapely.get_parts(shapely.get_parts(shapely.make_valid(polygons[i])))
+        kept = [p for p in parts if p.geom_type == "Polygon" and p.area > 0]
+        polygons[i] = kept[0] if len(kept) == 1 else shapely.MultiPolygon(kept)
+    return polygons
 
 
 def split_at_antimeridian(polygon: BaseGeometry) -> BaseGeometry:

@@ -33,7 +33,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geotag.atomic import atomic_path
 from geotag.errors import DataError, InputError, first_line
-from geotag.geo.grid import MAX_EDGE_KM, Grid, cells_in_plane, to_lonlat
+from geotag.geo.grid import MAX_EDGE_KM, Grid, cells_in_plane, repaired, to_lonlat
 from geotag.geo.projection import EqualAreaProjection
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ class Partition:
             "crs": self.projection.proj4,
             "notes": list(self.notes),
         }
+        _check_cells(self.cells, path)  # never write what read would refuse
         # geopandas writes the "geo" metadata; ours is added beside it.
         buffer = io.BytesIO()
         self.cells.to_parquet(buffer, compression="zstd", index=False)
@@ -158,6 +159,10 @@ class Partition:
             raise DataError(f"{path} has damaged partition settings: {exc!r}") from None
         if kind not in KINDS or not all(v is None or isinstance(v, int) for v in limits):
             raise DataError(f"{path} has damaged partition settings: kind {kind!r}, {limits}")
+        if "geometry" in cells.columns:
+            # Runs trained before to_lonlat repaired its output hold cells that cross
+            # themselves by a rounding error; they read as they were meant.
+            cells = cells.set_geometry(repaired(np.asarray(cells.geometry.values)), crs=cells.crs)
         _check_cells(cells, path)
         return cls(cells, kind, limits[0], limits[1], projection, notes)
 

@@ -951,7 +951,7 @@ def _calibration_spread(run: RunFolder, folds: list[int]) -> str | None:
     places = min((c.per_location.n for c in found if c is not None), default=0)
     if not places:
         return None
-    fewest = f"calibrated on as few as {places:,} place(s) a fold"
+    fewest = f"calibrated on as few as {places:,} place{'' if places == 1 else 's'} a fold"
     advice = "a larger --val-fraction, or more places, narrows it"
     low, high = coverage_range(places, math.inf, SPREAD_TARGET)
     if low == high == 1.0:

@@ -329,14 +329,70 @@ def test_damaged_partition_files_are_one_line_errors(
         with pytest.raises(DataError, match=message) as caught:
             Partition.read(path)
         assert "\n" not in str(caught.value)
-    # Cells that lost a column.
+    # Cells that lost a column: never written, and refused when a file lacks it.
     partition = grid_partition(deccan, *deccan_images)
     broken = Partition(
         partition.cells.drop(columns="source"), "grid", None, None, partition.projection
     )
-    broken.write(tmp_path / "broken.parquet")
+    with pytest.raises(DataError, match="lacks column"):
+        broken.write(tmp_path / "broken.parquet")
+    assert not (tmp_path / "broken.parquet").exists()
+    partition.write(tmp_path / "broken.parquet")
+    _rewrite(tmp_path / "broken.parquet", lambda cells: cells.drop(columns="source"))
     with pytest.raises(DataError, match="lacks column"):
         Partition.read(tmp_path / "broken.parquet")
+    # An empty cell is refused on both sides too.
+    empty = partition.cells.copy()
+    empty.loc[0, "geometry"] = shapely.Polygon()
+    with pytest.raises(DataError, match="empty or invalid cell"):
+        Partition(empty, "grid", None, None, partition.projection).write(tmp_path / "e.parquet")
+
+
+def _rewrite(path: Path, change: Callable[[Any], Any]) -> None:
+    """Change a written partition's cells behind its back, keeping geotag's settings."""
+    import geopandas as gpd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ours = pq.read_schema(path).metadata[partition_module.METADATA_KEY]
+    buffer = pa.BufferOutputStream()
+    change(gpd.read_parquet(path)).to_parquet(buffer, index=False)
+    table = pq.read_table(pa.BufferReader(buffer.getvalue()))
+    metadata = {**(table.schema.metadata or {}), partition_module.METADATA_KEY: ours}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+def test_a_cell_crossing_itself_in_lonlat_is_repaired_when_made_and_when_read(
+    tmp_path: Path, deccan: Grid, deccan_images: tuple[np.ndarray, ...]
+) -> None:
+    """A cell valid in the plane can cross itself by a rounding error once unprojected
+    (admin cells of the demo did: eval then refused the run). to_lonlat repairs it, and a
+    run written before the repair reads repaired, its area unchanged."""
+    from geotag.geo.grid import to_lonlat
+
+    side = 50_000.0
+    bow_tie = shapely.Polygon([(0, 0), (side, side), (side, 0), (0, side)])  # crosses itself
+    square = shapely.box(side, 0, 2 * side, side)
+    fixed = to_lonlat(np.array([bow_tie, square], dtype=object), deccan.projection)
+    assert shapely.is_valid(fixed).all()
+    assert fixed[1].equals(deccan.projection.unproject(np.array([square]))[0])  # untouched
+    # Both triangles of the bow tie are kept.
+    assert shapely.area(deccan.projection.project(np.array([fixed[0]])))[0] == pytest.approx(
+        side * side / 2, rel=1e-3
+    )
+    partition = grid_partition(deccan, *deccan_images)
+    path = tmp_path / "old.parquet"
+    partition.write(path)
+    crossed = shapely.Polygon([(74, 17), (75, 18), (75, 17), (74, 18)])
+
+    def cross_cell_0(cells: Any) -> Any:
+        cells.loc[0, "geometry"] = crossed
+        return cells
+
+    _rewrite(path, cross_cell_0)
+    back = Partition.read(path)
+    assert shapely.is_valid(np.asarray(back.cells.geometry.values)).all()
+    assert back.cells.geometry.iloc[0].area == pytest.approx(0.5)  # both triangles, deg²
 
 
 def test_partitions_depend_on_their_inputs_only(

@@ -170,7 +170,9 @@ def test_haversine_smoothing_and_multi_view_train(train_ws: Workspace) -> None:
     # Its folds calibrated on a handful of places: training says what that costs.
     hot = open_run(train_ws, "hot")
     fewest = min(calibration.read(hot.calibration(f)).per_location.n for f in hot.trained_folds())
-    assert any(f"as few as {fewest:,} place(s) a fold" in n for n in notices)
+    assert any(
+        f"as few as {fewest:,} place{'' if fewest == 1 else 's'} a fold" in n for n in notices
+    )
     assert _calibration_spread(hot, [0]) is not None
     # The demo's 77 places a fold get the notice; 500 are tight enough (~0.875-0.925).
     for places, noticed in ((77, True), (500, False)):
