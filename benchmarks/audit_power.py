@@ -1,8 +1,8 @@
 """How the shortcut audit fares as user photospheres become a minority: the pooled rule of
 geotag 0.1 against the stratified rule, side by side, on models trained for the purpose.
 
-Two experiments on the simulator (India, the demo's cells and image size, resnet10t from
-scratch on the CPU):
+Two experiments on the simulator (India; the demo's cells, points per cell, image size,
+model, epochs and learning rate: resnet10t from scratch on the CPU):
 
 1. **A model that reads the strip, audited where strips are rare.** One careless model is
    trained where photospheres are common (80%) and learns the strip; it is audited
@@ -22,7 +22,8 @@ else PASS (computed from the same figures; its original intervals resampled imag
 which only made them narrower). **stratified (new)** is the audit's verdict, with its
 strip-stratum effect, 95% interval and the smallest effect it could have detected.
 
-    .venv/bin/python benchmarks/audit_power.py                  # about 20 min on 2 cores
+    .venv/bin/python benchmarks/audit_power.py                  # about 45 min on 2 cores
+    .venv/bin/python benchmarks/audit_power.py --only-reader    # experiment 1, ~8 min
     .venv/bin/python benchmarks/audit_power.py --quick          # a smoke run
 """
 
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 from machine import machine_line  # benchmarks/machine.py
 
+from geotag.demo import FULL, IMAGE_SIZE, MODEL
 from geotag.explain.report import AuditReport, Stratum
 from geotag.explain.verdict import EFFECT
 from geotag.scrape.providers.base import ImageOptions
@@ -88,8 +90,8 @@ def trained(
     ws: Workspace, name: str, args: argparse.Namespace, *, mask: float = 0.0, fold: str = "all"
 ) -> None:
     options = TrainOptions(
-        model="resnet10t", pretrained=False, image_size=args.image_size, epochs=args.epochs,
-        lr=4e-3, folds=args.folds, fold=fold, mask_bottom=mask, workers=0, device="cpu",
+        model=MODEL, pretrained=False, image_size=args.image_size, epochs=args.epochs,
+        lr=FULL.lr, folds=args.folds, fold=fold, mask_bottom=mask, workers=0, device="cpu",
         seed=args.seed, name=name,
     )  # fmt: skip
     run_train(ws, options)
@@ -126,10 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fractions", default="0.1,0.2,0.5,0.8")
     parser.add_argument("--reader-fraction", type=float, default=0.8,
                         help="photospheres in the data the strip reader is trained on")  # fmt: skip
-    parser.add_argument("--cell-km", type=float, default=400)
-    parser.add_argument("--per-cell", type=int, default=30)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=7)
+    # The demo's recipe (its careless model is the README's strip reader).
+    parser.add_argument("--cell-km", type=float, default=FULL.cell_km)
+    parser.add_argument("--per-cell", type=int, default=FULL.per_cell)
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    parser.add_argument("--epochs", type=int, default=FULL.epochs)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
