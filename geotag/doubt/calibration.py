@@ -21,6 +21,11 @@ from geotag.errors import DataError
 
 #: Decimals kept of a stored score: far finer than any coverage can use.
 _DECIMALS = 9
+#: Training says how far regions may stray when a 90% region's coverage, with the fewest
+#: places a fold calibrated on, spans more than SPREAD_WIDTH (95 times in 100): fewer than
+#: about 280 places (300 give 0.864-0.932).
+SPREAD_TARGET = 0.9
+SPREAD_WIDTH = 0.07
 
 
 @contracts.contract
@@ -135,3 +140,23 @@ def read(path: Path) -> FoldCalibration | None:
         if problem is not None:
             raise DataError(f"{path}: field '{name}.{problem[0]}': {problem[1]}")
     return found
+
+
+def spread_notice(places: int) -> str | None:
+    """How far a 90% region's coverage may stray when a fold calibrated on as few as
+    ``places`` places (split conformal prediction's finite-sample law: the guarantee holds
+    on average over calibration splits, and one small split can land well off the
+    target); None when that is tight enough, or nothing was calibrated."""
+    if places < 1:
+        return None
+    fewest = f"calibrated on as few as {places:,} place{'' if places == 1 else 's'} a fold"
+    advice = "a larger --val-fraction, or more places, narrows it"
+    low, high = conformal.coverage_range(places, math.inf, SPREAD_TARGET)
+    if low == high == 1.0:
+        return f"{fewest}: too few for a {SPREAD_TARGET:.0%} region, which is every cell; {advice}"
+    if high - low <= SPREAD_WIDTH:
+        return None
+    return (
+        f"{fewest}: a {SPREAD_TARGET:.0%} region covers between {low:.0%} and {high:.0%} of "
+        f"new places (95 times in 100) at this size; {advice}"
+    )

@@ -41,10 +41,6 @@ SPLITS = ("group", "spatial")
 #: a quarter side still removes the images across the street from a held-out block.
 BUFFER_CELL_SIDES = 0.25
 SMOOTHING = ("none", "haversine")
-#: Training says how far regions may stray when a 90% region's coverage, with the fewest
-#: places a fold calibrated on, spans more than this (95 times in 100): fewer than about
-#: 280 places (300 give 0.864-0.932).
-SPREAD_TARGET, SPREAD_WIDTH = 0.9, 0.07
 FUSIONS = ("mean", "concat")
 
 
@@ -941,26 +937,12 @@ def _choose_confidence(run: RunFolder, config: Any) -> str | None:
 
 
 def _calibration_spread(run: RunFolder, folds: list[int]) -> str | None:
-    """How far a 90% region's coverage may stray with the fewest places a fold calibrated
-    on (split conformal prediction's finite-sample law): the guarantee holds on average
-    over calibration splits, and one small split can land well off the target."""
+    """How far regions may stray with the fewest places a fold calibrated on (or None)."""
     from geotag.doubt import calibration
-    from geotag.doubt.conformal import coverage_range
 
     found = [calibration.read(run.calibration(fold)) for fold in folds]
-    places = min((c.per_location.n for c in found if c is not None), default=0)
-    if not places:
-        return None
-    fewest = f"calibrated on as few as {places:,} place{'' if places == 1 else 's'} a fold"
-    advice = "a larger --val-fraction, or more places, narrows it"
-    low, high = coverage_range(places, math.inf, SPREAD_TARGET)
-    if low == high == 1.0:
-        return f"{fewest}: too few for a {SPREAD_TARGET:.0%} region, which is every cell; {advice}"
-    if high - low <= SPREAD_WIDTH:
-        return None
-    return (
-        f"{fewest}: a {SPREAD_TARGET:.0%} region covers between {low:.0%} and {high:.0%} of "
-        f"new places (95 times in 100) at this size; {advice}"
+    return calibration.spread_notice(
+        min((c.per_location.n for c in found if c is not None), default=0)
     )
 
 

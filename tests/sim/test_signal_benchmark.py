@@ -20,12 +20,15 @@ def bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_sim_signal", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    # Dataclasses look their module up in sys.modules while the class is made.
+    # Dataclasses look their module up in sys.modules while the class is made, and the
+    # script imports its neighbours (benchmarks/machine.py) as it does when run.
     sys.modules[spec.name] = module
+    sys.path.insert(0, str(SCRIPT.parent))
     try:
         spec.loader.exec_module(module)
     finally:
         del sys.modules[spec.name]
+        sys.path.remove(str(SCRIPT.parent))
     return module
 
 

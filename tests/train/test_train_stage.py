@@ -17,7 +17,7 @@ import torch
 from geotag.doubt import calibration
 from geotag.doubt.conformal import coverage_range
 from geotag.errors import DataError, GeotagError, InputError
-from geotag.stages.train import SPREAD_WIDTH, TrainOptions, _calibration_spread, run_train
+from geotag.stages.train import TrainOptions, _calibration_spread, run_train
 from geotag.train.checkpoint import LAST, load_last
 from geotag.train.runs import open_run
 from geotag.workspace import Workspace
@@ -174,10 +174,12 @@ def test_haversine_smoothing_and_multi_view_train(train_ws: Workspace) -> None:
         f"as few as {fewest:,} place{'' if fewest == 1 else 's'} a fold" in n for n in notices
     )
     assert _calibration_spread(hot, [0]) is not None
-    # The demo's 77 places a fold get the notice; 500 are tight enough (~0.875-0.925).
-    for places, noticed in ((77, True), (500, False)):
-        low, high = coverage_range(places, math.inf, 0.9)
-        assert (high - low > SPREAD_WIDTH) is noticed
+    # The demo's 77 places a fold get the notice, with the law's range; 500 are tight
+    # enough (~0.875-0.925); none calibrated, nothing to say.
+    low, high = coverage_range(77, math.inf, 0.9)
+    assert f"between {low:.0%} and {high:.0%}" in (calibration.spread_notice(77) or "")
+    assert calibration.spread_notice(500) is None and calibration.spread_notice(0) is None
+    assert "every cell" in (calibration.spread_notice(3) or "")
     assert smooth.samples == len(pd.read_parquet(train_ws.images_parquet))
     multi = run_train(train_ws, replace(TINY, name="multi", views=2, fusion="concat"))
     assert multi.samples == pd.read_parquet(train_ws.images_parquet)["pano_id"].nunique()
