@@ -83,7 +83,7 @@ def test_each_fold_is_calibrated_on_its_inner_split_alone(trained_ws: Workspace)
 
 
 def test_eval_measures_coverage_area_and_calibration_that_can_be_recomputed(
-    trained_ws: Workspace,
+    trained_ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result = run_eval(trained_ws, EVAL)
     metrics = EvalMetrics.read(result.folder / "metrics.json")
@@ -124,6 +124,32 @@ def test_eval_measures_coverage_area_and_calibration_that_can_be_recomputed(
     by_cell = pd.read_csv(result.folder / "coverage_by_cell.csv")
     assert by_cell["images"].sum() == len(predictions)
     assert 0.0 <= predictions["confidence"].min() <= predictions["confidence"].max() <= 1.0
+    _coverage_ranges_are_printed_and_a_fold_outside_is_warned(metrics, capsys)
+
+
+def _coverage_ranges_are_printed_and_a_fold_outside_is_warned(
+    metrics: EvalMetrics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from geotag.cli.evaluate import _print_coverage_ranges
+
+    capsys.readouterr()
+    _print_coverage_ranges(metrics)
+    shown = capsys.readouterr()
+    out = " ".join(shown.out.split())  # rich wraps lines at the terminal's width
+    first = metrics.per_location.per_fold["0"].doubt
+    assert first is not None and first.coverage_low is not None
+    assert "Coverage per image: fold 0" in out and "Coverage per location" in out
+    assert f"({first.coverage_low:.0%}-{first.coverage_high:.0%})" in out
+    assert "Warning" not in shown.err
+    # A fold whose coverage fell below what its calibration allows is warned about.
+    low = replace(first, coverage=first.coverage_low - 0.05)
+    folds = {**metrics.per_location.per_fold}
+    folds["0"] = replace(folds["0"], doubt=low)
+    _print_coverage_ranges(
+        replace(metrics, per_location=replace(metrics.per_location, per_fold=folds))
+    )
+    warned = " ".join(capsys.readouterr().err.split())
+    assert "fold 0's coverage per location" in warned and "did not resemble" in warned
 
 
 def test_a_lower_target_gives_smaller_regions_in_eval_and_predict(trained_ws: Workspace) -> None:
@@ -297,29 +323,3 @@ def test_regions_come_from_the_runs_own_cells_once_the_grid_has_changed(
     for old, new in zip(before, after, strict=True):
         assert new.doubt.cells == old.doubt.cells  # type: ignore[union-attr]
         assert new.doubt.region_km2 == pytest.approx(old.doubt.region_km2)  # type: ignore[union-attr]
-
-
-def test_eval_prints_each_folds_coverage_range_and_warns_of_one_outside_it(
-    trained_ws: Workspace, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from geotag.cli.evaluate import _print_coverage_ranges
-
-    metrics = run_eval(trained_ws, EVAL).metrics
-    capsys.readouterr()
-    _print_coverage_ranges(metrics)
-    shown = capsys.readouterr()
-    out = " ".join(shown.out.split())  # rich wraps lines at the terminal's width
-    first = metrics.per_location.per_fold["0"].doubt
-    assert first is not None and first.coverage_low is not None
-    assert "Coverage per image: fold 0" in out and "Coverage per location" in out
-    assert f"({first.coverage_low:.0%}-{first.coverage_high:.0%})" in out
-    assert "Warning" not in shown.err
-    # A fold whose coverage fell below what its calibration allows is warned about.
-    low = replace(first, coverage=first.coverage_low - 0.05)
-    folds = {**metrics.per_location.per_fold}
-    folds["0"] = replace(folds["0"], doubt=low)
-    _print_coverage_ranges(
-        replace(metrics, per_location=replace(metrics.per_location, per_fold=folds))
-    )
-    warned = " ".join(capsys.readouterr().err.split())
-    assert "fold 0's coverage per location" in warned and "did not resemble" in warned

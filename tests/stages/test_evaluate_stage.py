@@ -94,8 +94,10 @@ def test_masked_eval_goes_to_its_own_folder(trained_ws: Workspace) -> None:
 def test_eval_on_a_separate_test_set_leaves_the_held_out_evaluation_alone(
     trained_ws: Workspace, tmp_path: Path
 ) -> None:
-    held_out = run_eval(trained_ws, EvalOptions(workers=0, device="cpu"))
-    saved = {p.name: p.read_bytes() for p in held_out.folder.iterdir()}
+    held_out = trained_ws.run_folder("tiny").eval_dir()
+    held_out.mkdir(parents=True)
+    (held_out / "metrics.json").write_text('{"the held-out folds": "scored before"}')
+    saved = {p.name: p.read_bytes() for p in held_out.iterdir()}
     images = pd.read_parquet(trained_ws.images_parquet).head(20)
     test = tmp_path / "test"
     for rel in images["path"]:
@@ -108,10 +110,10 @@ def test_eval_on_a_separate_test_set_leaves_the_held_out_evaluation_alone(
     )
     assert result.metrics.images == 20 * 3  # every fold scores the whole test set
     assert result.metrics.test_set.endswith("fresh places.parquet")
-    assert result.folder == held_out.folder.parent / "eval-images-fresh_places"
+    assert result.folder == held_out.parent / "eval-images-fresh_places"
     assert (result.folder / "metrics.json").is_file()
     # The held-out folds' evaluation is still there, byte for byte.
-    assert {p.name: p.read_bytes() for p in held_out.folder.iterdir()} == saved
+    assert {p.name: p.read_bytes() for p in held_out.iterdir()} == saved
 
 
 def test_bad_eval_input_is_one_line(trained_ws: Workspace, tmp_path: Path) -> None:
