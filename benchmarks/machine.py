@@ -10,16 +10,7 @@ import os
 import platform
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from geotag.demo import cpu_name
 
 
 def memory_gib() -> str:

@@ -140,7 +140,7 @@ def environment() -> dict[str, object]:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
-        "cpu": _cpu_name() or platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "blas": sorted(
             f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)"
@@ -149,14 +149,18 @@ def environment() -> dict[str, object]:
     }
 
 
-def _cpu_name() -> str | None:
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows elsewhere (the
+    benchmarks name their machine with it too)."""
+    import platform
+
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return None
+    return platform.processor() or platform.machine()
 
 
 def pipeline_steps(folder: Path, *, fast: bool, seed: int) -> list[DemoStep]:

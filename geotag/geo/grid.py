@@ -410,10 +410,18 @@ def repaired(polygons: np.ndarray) -> np.ndarray:
     """
     polygons = np.asarray(polygons, dtype=object)
     for i in np.flatnonzero(~shapely.is_valid(polygons)):
-        parts = shapely.get_parts(shapely.get_parts(shapely.make_valid(polygons[i])))
-        kept = [p for p in parts if p.geom_type == "Polygon" and p.area > 0]
-        polygons[i] = kept[0] if len(kept) == 1 else shapely.MultiPolygon(kept)
+        polygons[i] = polygonal(shapely.make_valid(polygons[i]))
     return polygons
+
+
+def polygonal(geometry: BaseGeometry) -> BaseGeometry:
+    """The polygons of an overlay's or a repair's result (lines and points where shapes
+    touch dropped; multipolygons inside a collection flattened)."""
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry
+    parts = shapely.get_parts(shapely.get_parts(geometry))
+    kept = [p for p in parts if p.geom_type == "Polygon" and p.area > 0]
+    return shapely.MultiPolygon(kept) if kept else shapely.Polygon()
 
 
 def split_at_antimeridian(polygon: BaseGeometry) -> BaseGeometry:

@@ -33,7 +33,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geotag.atomic import atomic_path
 from geotag.errors import DataError, InputError, first_line
-from geotag.geo.grid import MAX_EDGE_KM, Grid, cells_in_plane, repaired, to_lonlat
+from geotag.geo.grid import MAX_EDGE_KM, Grid, cells_in_plane, polygonal, repaired, to_lonlat
 from geotag.geo.projection import EqualAreaProjection
 
 if TYPE_CHECKING:
@@ -344,16 +344,8 @@ def _snap(polygons: np.ndarray) -> np.ndarray:
     return np.asarray(shapely.set_precision(np.asarray(polygons, dtype=object), SNAP_M))
 
 
-def _polygonal(geometry: BaseGeometry) -> BaseGeometry:
-    """The polygons of an overlay's result (lines and points where shapes touch dropped)."""
-    if geometry.geom_type in ("Polygon", "MultiPolygon"):
-        return geometry
-    parts = [p for p in shapely.get_parts(geometry) if p.geom_type == "Polygon" and p.area > 0]
-    return shapely.MultiPolygon(parts) if parts else shapely.Polygon()
-
-
 def _union(geometries: list[BaseGeometry] | np.ndarray) -> BaseGeometry:
-    return _polygonal(shapely.union_all(np.asarray(geometries, dtype=object), grid_size=SNAP_M))
+    return polygonal(shapely.union_all(np.asarray(geometries, dtype=object), grid_size=SNAP_M))
 
 
 def _borders(parts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -481,7 +473,7 @@ def _children(atom: _Atom, projection: EqualAreaProjection) -> list[_Atom]:
         keys = [f"{atom.key}/{k}" for k in range(4)]
         indices = [None] * 4
     pieces = [
-        _polygonal(g)
+        polygonal(g)
         for g in shapely.intersection(
             np.asarray(proposals, dtype=object), atom.polygon, grid_size=SNAP_M
         )
@@ -491,7 +483,7 @@ def _children(atom: _Atom, projection: EqualAreaProjection) -> list[_Atom]:
     # What no proposal covers (H3 children overhang and undercut their parent) joins the
     # child it borders most, so the children still tile the parent exactly.
     rest = shapely.get_parts(
-        _polygonal(shapely.difference(atom.polygon, _union(kept), grid_size=SNAP_M))
+        polygonal(shapely.difference(atom.polygon, _union(kept), grid_size=SNAP_M))
     )
     if len(kept):
         kept = _absorb(kept, rest[shapely.area(rest) > 0])
@@ -724,10 +716,10 @@ def _admin_atoms(grid: Grid) -> list[_Atom]:
         )
     cells_plane = _snap(grid.cells_in_plane())
     cover = _union(cells_plane)
-    inside = _polygonal(shapely.intersection(grid.region_projected, cover, grid_size=SNAP_M))
+    inside = polygonal(shapely.intersection(grid.region_projected, cover, grid_size=SNAP_M))
     projected = shapely.make_valid(np.asarray(grid.projection.project(regions[rows])))
     cut = shapely.intersection(projected, inside, grid_size=SNAP_M)
-    pieces = np.array([_polygonal(p) for p in cut], dtype=object)
+    pieces = np.array([polygonal(p) for p in cut], dtype=object)
     keys = table["key"].to_numpy()[rows]
     _make_disjoint(pieces)
     # Borders drawn differently in the admin layer and the country outline leave strips of
@@ -742,11 +734,11 @@ def _admin_atoms(grid: Grid) -> list[_Atom]:
     pieces, keys = pieces[keep], keys[keep]
 
     # Gaps, cell by cell, so a coastal strip joins the region it borders there.
-    gaps = _polygonal(shapely.difference(cover, _union(pieces), grid_size=SNAP_M))
+    gaps = polygonal(shapely.difference(cover, _union(pieces), grid_size=SNAP_M))
     loose = [
         part
         for piece in shapely.intersection(cells_plane, gaps, grid_size=SNAP_M)
-        for part in shapely.get_parts(_polygonal(piece))
+        for part in shapely.get_parts(polygonal(piece))
         if part.area > 0
     ]
     pieces = _absorb(pieces, np.array(loose, dtype=object))
@@ -760,6 +752,6 @@ def _make_disjoint(pieces: np.ndarray) -> None:
     for i in np.unique(later):
         before = earlier[(later == i) & (earlier < i)]
         if len(before):
-            pieces[i] = _polygonal(
+            pieces[i] = polygonal(
                 shapely.difference(pieces[i], _union(pieces[before]), grid_size=SNAP_M)
             )
